@@ -1,0 +1,16 @@
+//! Posture's pure domain: the types every other layer agrees on.
+//!
+//! Nothing in this crate performs I/O. It holds identifiers, the tier catalogue,
+//! API key scopes and the API key token format, each parsed once at the edge
+//! ("parse, don't validate") so the rest of the system handles only valid values.
+
+pub mod api_key;
+pub mod base62;
+pub mod scope;
+pub mod tenant;
+pub mod tier;
+
+pub use api_key::{ApiKeyId, ApiKeyToken, KeyParseError, SecretHash};
+pub use scope::{Scope, Scopes};
+pub use tenant::{TenantId, TenantName, TenantSlug, TenantStatus};
+pub use tier::{Tier, TierLimits};

@@ -1,0 +1,247 @@
+//! `posture admin`: operator commands on tenants and API keys.
+
+use super::owner_store;
+use crate::auth::{issue_api_key, revoke_api_key, KeyRequest};
+use crate::config::Config;
+use crate::store::operator::{self, OPERATOR_ACTOR};
+use crate::store::tenants::TenantRecord;
+use crate::store::{api_keys, Store};
+use anyhow::{anyhow, bail, Context};
+use chrono::Utc;
+use clap::Subcommand;
+use posture_domain::{ApiKeyId, TenantName, TenantSlug, TenantStatus, Tier};
+
+/// Operator commands.
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage a tenant's API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+/// Tenant commands. TENANT is a tenant's slug or id.
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// URL-safe handle: 3–63 of a-z, 0-9, '-'.
+        #[arg(long)]
+        slug: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// free, basic, premium or enterprise.
+        #[arg(long, default_value = "free")]
+        tier: String,
+    },
+    /// List every tenant.
+    List,
+    /// Change a tenant's tier (takes effect within seconds on every instance).
+    SetTier { tenant: String, tier: String },
+    /// Suspend a tenant: its keys are refused with 403.
+    Suspend { tenant: String },
+    /// Re-activate a suspended tenant.
+    Activate { tenant: String },
+    /// Delete a tenant and every row it owns. Irreversible.
+    Delete {
+        tenant: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// API key commands.
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Create a key and print it (shown only this once).
+    Create {
+        tenant: String,
+        /// What the key is for.
+        #[arg(long, default_value = "admin-cli")]
+        name: String,
+        /// Comma-separated scopes: read, write, admin.
+        #[arg(long, default_value = "read,write,admin", value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Expire the key after this many days.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List a tenant's keys.
+    List { tenant: String },
+    /// Revoke a key (by its id, `key_…`).
+    Revoke { tenant: String, key_id: String },
+}
+
+/// Runs an admin command.
+pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
+    let store = owner_store(config).await?;
+    let outcome = match command {
+        AdminCommand::Tenant { command } => run_tenant(&store, command).await,
+        AdminCommand::Key { command } => run_key(&store, command).await,
+    };
+    store.close().await;
+    outcome
+}
+
+async fn run_tenant(store: &Store, command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Create { slug, name, tier } => {
+            let slug = TenantSlug::parse(&slug)?;
+            let name = TenantName::parse(&name)?;
+            let tier: Tier = tier.parse()?;
+            let tenant = operator::create_tenant(store, &slug, &name, tier).await?;
+            println!(
+                "created tenant {} ({}), tier {}",
+                tenant.slug, tenant.id, tenant.tier
+            );
+        }
+        TenantCommand::List => {
+            let tenants = operator::list_tenants(store).await?;
+            println!(
+                "{:<36}  {:<24}  {:<10}  {:<9}  name",
+                "id", "slug", "tier", "status"
+            );
+            for tenant in &tenants {
+                println!(
+                    "{:<36}  {:<24}  {:<10}  {:<9}  {}",
+                    tenant.id,
+                    tenant.slug,
+                    tenant.tier,
+                    tenant.status.as_str(),
+                    tenant.name
+                );
+            }
+            println!("{} tenant(s)", tenants.len());
+        }
+        TenantCommand::SetTier { tenant, tier } => {
+            let tier: Tier = tier.parse()?;
+            let tenant = find(store, &tenant).await?;
+            let updated = operator::set_tier(store, tenant.id, tier).await?;
+            println!(
+                "tenant {}: tier {} -> {}",
+                updated.slug, tenant.tier, updated.tier
+            );
+        }
+        TenantCommand::Suspend { tenant } => {
+            set_status(store, &tenant, TenantStatus::Suspended).await?
+        }
+        TenantCommand::Activate { tenant } => {
+            set_status(store, &tenant, TenantStatus::Active).await?
+        }
+        TenantCommand::Delete { tenant, yes } => {
+            let tenant = find(store, &tenant).await?;
+            if !yes {
+                bail!(
+                    "deleting {} removes all of its data; repeat with --yes to confirm",
+                    tenant.slug
+                );
+            }
+            operator::delete_tenant(store, tenant.id).await?;
+            println!(
+                "deleted tenant {} ({}) and all of its data",
+                tenant.slug, tenant.id
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn set_status(store: &Store, tenant: &str, status: TenantStatus) -> anyhow::Result<()> {
+    let tenant = find(store, tenant).await?;
+    let updated = operator::set_status(store, tenant.id, status).await?;
+    println!("tenant {}: {}", updated.slug, updated.status.as_str());
+    Ok(())
+}
+
+async fn run_key(store: &Store, command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Create {
+            tenant,
+            name,
+            scopes,
+            expires_in_days,
+        } => {
+            let tenant = find(store, &tenant).await?;
+            let expires_at =
+                expires_in_days.map(|days| Utc::now() + chrono::Duration::days(i64::from(days)));
+            let request =
+                KeyRequest::parse(&name, &scopes, expires_at, Utc::now()).map_err(|errors| {
+                    let described: Vec<_> = errors
+                        .iter()
+                        .map(|(field, detail)| format!("{field}: {detail}"))
+                        .collect();
+                    anyhow!("invalid key request: {}", described.join("; "))
+                })?;
+            let mut tx = store.begin_tenant(tenant.id).await?;
+            let (record, token) = issue_api_key(&mut tx, &request, OPERATOR_ACTOR, None).await?;
+            tx.commit().await?;
+            println!(
+                "created {} ({}) for tenant {}, scopes {}",
+                record.key_id,
+                record.name,
+                tenant.slug,
+                record.scopes.names().join(",")
+            );
+            println!("key (shown only once): {}", token.expose());
+        }
+        KeyCommand::List { tenant } => {
+            let tenant = find(store, &tenant).await?;
+            let mut tx = store.begin_tenant(tenant.id).await?;
+            // The CLI lists everything; the API pages through at most 100 at a time.
+            let keys = api_keys::list(&mut tx, None, u32::MAX / 2).await?;
+            tx.commit().await?;
+            println!(
+                "{:<16}  {:<20}  {:<16}  {:<8}  last used",
+                "id", "name", "scopes", "status"
+            );
+            for key in &keys {
+                let status = if key.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                let last_used = key
+                    .last_used_at
+                    .map_or("never".to_owned(), |at| at.to_rfc3339());
+                println!(
+                    "{:<16}  {:<20}  {:<16}  {:<8}  {last_used}",
+                    key.key_id.to_string(),
+                    key.name,
+                    key.scopes.names().join(","),
+                    status
+                );
+            }
+            println!("{} key(s)", keys.len());
+        }
+        KeyCommand::Revoke { tenant, key_id } => {
+            let tenant = find(store, &tenant).await?;
+            let key_id = ApiKeyId::parse(&key_id)
+                .context("key ids look like key_ followed by 12 characters")?;
+            let mut tx = store.begin_tenant(tenant.id).await?;
+            let revoked = revoke_api_key(&mut tx, &key_id, OPERATOR_ACTOR, None).await?;
+            tx.commit().await?;
+            match revoked {
+                Some(record) => println!(
+                    "revoked {} ({}); every instance refuses it within 5 s",
+                    record.key_id, record.name
+                ),
+                None => bail!("tenant {} has no key {key_id}", tenant.slug),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn find(store: &Store, id_or_slug: &str) -> anyhow::Result<TenantRecord> {
+    operator::find_tenant(store, id_or_slug)
+        .await?
+        .ok_or_else(|| anyhow!("no tenant with slug or id {id_or_slug:?}"))
+}

@@ -1,0 +1,388 @@
+//! Configuration: defaults, then an optional TOML file, then environment variables.
+//!
+//! [`SETTINGS`] is the one place every setting is listed with its environment
+//! variable, TOML key, default and meaning; `docs/configuration.md` is checked
+//! against it by a test, and `posture config` prints the effective values with
+//! secrets redacted.
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// A connection string that may carry a password: redacted whenever printed.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        SecretUrl(url.into())
+    }
+
+    /// The URL with its password; use only to connect.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`, safe for logs.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "***".to_owned();
+        };
+        match rest.split_once('@') {
+            Some((credentials, host)) => match credentials.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+                None => self.0.clone(),
+            },
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with request and tenant ids as fields.
+    Json,
+}
+
+/// Every setting of the service. Field names are the TOML keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub public_url: String,
+    pub database_url: SecretUrl,
+    pub admin_database_url: SecretUrl,
+    pub db_pool_min: u32,
+    pub db_pool_max: u32,
+    pub db_acquire_timeout_ms: u64,
+    pub db_max_lifetime_secs: u64,
+    pub db_idle_timeout_secs: u64,
+    pub db_statement_timeout_ms: u64,
+    pub db_idle_in_transaction_timeout_ms: u64,
+    pub db_connect_deadline_secs: u64,
+    pub request_timeout_ms: u64,
+    pub max_body_bytes: usize,
+    pub auth_cache_ttl_ms: u64,
+    pub auth_cache_capacity: u64,
+    pub last_used_flush_secs: u64,
+    pub shutdown_grace_secs: u64,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen_addr: "127.0.0.1:8080".parse().expect("valid default address"),
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            database_url: SecretUrl::new(
+                "postgres://posture_app:posture_app@127.0.0.1:5432/posture",
+            ),
+            admin_database_url: SecretUrl::new(
+                "postgres://posture_owner:posture_owner@127.0.0.1:5432/posture",
+            ),
+            db_pool_min: 20,
+            db_pool_max: 60,
+            db_acquire_timeout_ms: 3_000,
+            db_max_lifetime_secs: 3_600,
+            db_idle_timeout_secs: 600,
+            db_statement_timeout_ms: 5_000,
+            db_idle_in_transaction_timeout_ms: 10_000,
+            db_connect_deadline_secs: 30,
+            request_timeout_ms: 10_000,
+            max_body_bytes: 1024 * 1024,
+            auth_cache_ttl_ms: 4_000,
+            auth_cache_capacity: 100_000,
+            last_used_flush_secs: 5,
+            shutdown_grace_secs: 30,
+            log_format: LogFormat::Text,
+            log_filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Documentation of one setting.
+pub struct SettingDoc {
+    /// Environment variable.
+    pub env: &'static str,
+    /// Key in the TOML file.
+    pub toml_key: &'static str,
+    /// Default, as text.
+    pub default: &'static str,
+    /// What it controls.
+    pub meaning: &'static str,
+}
+
+/// Every setting, in one place. Keep in step with [`Config`] and `docs/configuration.md`.
+pub const SETTINGS: &[SettingDoc] = &[
+    SettingDoc { env: "POSTURE_CONFIG", toml_key: "-", default: "(none)", meaning: "Path of an optional TOML file; environment variables override it." },
+    SettingDoc { env: "POSTURE_LISTEN_ADDR", toml_key: "listen_addr", default: "127.0.0.1:8080", meaning: "Address the HTTP server binds (port 0 picks a free port)." },
+    SettingDoc { env: "POSTURE_PUBLIC_URL", toml_key: "public_url", default: "http://127.0.0.1:8080", meaning: "Base URL clients use; printed by `posture demo`." },
+    SettingDoc { env: "DATABASE_URL", toml_key: "database_url", default: "postgres://posture_app:posture_app@127.0.0.1:5432/posture", meaning: "Connection of the server: the restricted application role (secret; redacted in output)." },
+    SettingDoc { env: "POSTURE_ADMIN_DATABASE_URL", toml_key: "admin_database_url", default: "postgres://posture_owner:posture_owner@127.0.0.1:5432/posture", meaning: "Connection of `migrate`, `admin` and `demo`: the schema owner (secret; redacted in output)." },
+    SettingDoc { env: "POSTURE_DB_POOL_MIN", toml_key: "db_pool_min", default: "20", meaning: "Connections the pool keeps open." },
+    SettingDoc { env: "POSTURE_DB_POOL_MAX", toml_key: "db_pool_max", default: "60", meaning: "Connections the pool may burst to." },
+    SettingDoc { env: "POSTURE_DB_ACQUIRE_TIMEOUT_MS", toml_key: "db_acquire_timeout_ms", default: "3000", meaning: "Longest wait for a pooled connection before the request fails with 503." },
+    SettingDoc { env: "POSTURE_DB_MAX_LIFETIME_SECS", toml_key: "db_max_lifetime_secs", default: "3600", meaning: "Connections are recycled after this age." },
+    SettingDoc { env: "POSTURE_DB_IDLE_TIMEOUT_SECS", toml_key: "db_idle_timeout_secs", default: "600", meaning: "Idle connections above the minimum are closed after this." },
+    SettingDoc { env: "POSTURE_DB_STATEMENT_TIMEOUT_MS", toml_key: "db_statement_timeout_ms", default: "5000", meaning: "statement_timeout of every server connection." },
+    SettingDoc { env: "POSTURE_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", toml_key: "db_idle_in_transaction_timeout_ms", default: "10000", meaning: "idle_in_transaction_session_timeout of every server connection." },
+    SettingDoc { env: "POSTURE_DB_CONNECT_DEADLINE_SECS", toml_key: "db_connect_deadline_secs", default: "30", meaning: "At start-up, retry the database with backoff and jitter for this long, then give up." },
+    SettingDoc { env: "POSTURE_REQUEST_TIMEOUT_MS", toml_key: "request_timeout_ms", default: "10000", meaning: "A request still running after this is answered 503." },
+    SettingDoc { env: "POSTURE_MAX_BODY_BYTES", toml_key: "max_body_bytes", default: "1048576", meaning: "Largest accepted request body; larger ones get 413." },
+    SettingDoc { env: "POSTURE_AUTH_CACHE_TTL_MS", toml_key: "auth_cache_ttl_ms", default: "4000", meaning: "How long a verified API key is trusted without a lookup; bounds how long a revocation takes to reach every instance (at most 5000)." },
+    SettingDoc { env: "POSTURE_AUTH_CACHE_CAPACITY", toml_key: "auth_cache_capacity", default: "100000", meaning: "Most verified (and refused) keys held in the in-process cache." },
+    SettingDoc { env: "POSTURE_LAST_USED_FLUSH_SECS", toml_key: "last_used_flush_secs", default: "5", meaning: "How often API keys' last_used_at is written (each key at most once a minute)." },
+    SettingDoc { env: "POSTURE_SHUTDOWN_GRACE_SECS", toml_key: "shutdown_grace_secs", default: "30", meaning: "On SIGTERM/SIGINT, how long in-flight requests may take to finish." },
+    SettingDoc { env: "POSTURE_LOG_FORMAT", toml_key: "log_format", default: "text", meaning: "`text` or `json` (one object per line, with request_id and tenant_id)." },
+    SettingDoc { env: "POSTURE_LOG", toml_key: "log_filter", default: "info", meaning: "Log filter in tracing's EnvFilter syntax, e.g. `info,posture=debug`." },
+];
+
+impl Config {
+    /// Loads the configuration from `POSTURE_CONFIG` (if set) and the process environment.
+    pub fn load() -> anyhow::Result<Config> {
+        let file = std::env::var("POSTURE_CONFIG").ok();
+        Config::load_from(file.as_deref().map(Path::new), |name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// Loads from an optional TOML file and an environment lookup (injectable for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        fn set<T: std::str::FromStr>(
+            env: &impl Fn(&str) -> Option<String>,
+            name: &str,
+            slot: &mut T,
+        ) -> anyhow::Result<()>
+        where
+            T::Err: fmt::Display,
+        {
+            if let Some(text) = env(name) {
+                *slot = text
+                    .trim()
+                    .parse()
+                    .map_err(|error| anyhow::anyhow!("{name}={text:?} is invalid: {error}"))?;
+            }
+            Ok(())
+        }
+        set(&env, "POSTURE_LISTEN_ADDR", &mut self.listen_addr)?;
+        set(&env, "POSTURE_PUBLIC_URL", &mut self.public_url)?;
+        if let Some(url) = env("DATABASE_URL") {
+            self.database_url = SecretUrl::new(url);
+        }
+        if let Some(url) = env("POSTURE_ADMIN_DATABASE_URL") {
+            self.admin_database_url = SecretUrl::new(url);
+        }
+        set(&env, "POSTURE_DB_POOL_MIN", &mut self.db_pool_min)?;
+        set(&env, "POSTURE_DB_POOL_MAX", &mut self.db_pool_max)?;
+        set(
+            &env,
+            "POSTURE_DB_ACQUIRE_TIMEOUT_MS",
+            &mut self.db_acquire_timeout_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_DB_MAX_LIFETIME_SECS",
+            &mut self.db_max_lifetime_secs,
+        )?;
+        set(
+            &env,
+            "POSTURE_DB_IDLE_TIMEOUT_SECS",
+            &mut self.db_idle_timeout_secs,
+        )?;
+        set(
+            &env,
+            "POSTURE_DB_STATEMENT_TIMEOUT_MS",
+            &mut self.db_statement_timeout_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+            &mut self.db_idle_in_transaction_timeout_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_DB_CONNECT_DEADLINE_SECS",
+            &mut self.db_connect_deadline_secs,
+        )?;
+        set(
+            &env,
+            "POSTURE_REQUEST_TIMEOUT_MS",
+            &mut self.request_timeout_ms,
+        )?;
+        set(&env, "POSTURE_MAX_BODY_BYTES", &mut self.max_body_bytes)?;
+        set(
+            &env,
+            "POSTURE_AUTH_CACHE_TTL_MS",
+            &mut self.auth_cache_ttl_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_AUTH_CACHE_CAPACITY",
+            &mut self.auth_cache_capacity,
+        )?;
+        set(
+            &env,
+            "POSTURE_LAST_USED_FLUSH_SECS",
+            &mut self.last_used_flush_secs,
+        )?;
+        set(
+            &env,
+            "POSTURE_SHUTDOWN_GRACE_SECS",
+            &mut self.shutdown_grace_secs,
+        )?;
+        if let Some(format) = env("POSTURE_LOG_FORMAT") {
+            self.log_format = match format.trim() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => bail!("POSTURE_LOG_FORMAT={other:?} is invalid: expected text or json"),
+            };
+        }
+        if let Some(filter) = env("POSTURE_LOG").or_else(|| env("RUST_LOG")) {
+            self.log_filter = filter;
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.db_pool_max == 0 || self.db_pool_min > self.db_pool_max {
+            bail!(
+                "db_pool_min ({}) must not exceed db_pool_max ({}), which must be positive",
+                self.db_pool_min,
+                self.db_pool_max
+            );
+        }
+        if self.auth_cache_ttl_ms > 5_000 {
+            bail!("auth_cache_ttl_ms must be at most 5000: a revoked key must stop working within 5 s");
+        }
+        if self.max_body_bytes == 0 || self.request_timeout_ms == 0 {
+            bail!("max_body_bytes and request_timeout_ms must be positive");
+        }
+        Ok(())
+    }
+
+    /// How long a request may run.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from_env(pairs: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_from(None, |name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_documented_pool() {
+        let config = from_env(&[]).unwrap();
+        assert_eq!((config.db_pool_min, config.db_pool_max), (20, 60));
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn environment_overrides_and_bad_values_are_named() {
+        let config = from_env(&[
+            ("POSTURE_DB_POOL_MAX", "80"),
+            ("POSTURE_LOG_FORMAT", "json"),
+        ])
+        .unwrap();
+        assert_eq!(config.db_pool_max, 80);
+        assert_eq!(config.log_format, LogFormat::Json);
+        let error = from_env(&[("POSTURE_DB_POOL_MAX", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("POSTURE_DB_POOL_MAX"), "{error}");
+        assert!(from_env(&[("POSTURE_AUTH_CACHE_TTL_MS", "60000")]).is_err());
+    }
+
+    #[test]
+    fn toml_file_is_read_and_unknown_keys_refused() {
+        let dir = std::env::temp_dir().join(format!("posture-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "db_pool_min = 2\ndb_pool_max = 4\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let config = Config::load_from(Some(&good), |_| None).unwrap();
+        assert_eq!((config.db_pool_min, config.db_pool_max), (2, 4));
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "db_pool_minimum = 2\n").unwrap();
+        assert!(Config::load_from(Some(&bad), |_| None).is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let config = from_env(&[("DATABASE_URL", "postgres://app:hunter2@db/x")]).unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("postgres://app:***@db/x"));
+    }
+
+    #[test]
+    fn every_field_is_documented() {
+        let documented: Vec<_> = SETTINGS.iter().map(|s| s.toml_key).collect();
+        // Config's field names, read from its pretty Debug output ("    name: value,").
+        let printed = format!("{:#?}", Config::default());
+        let fields = printed
+            .lines()
+            .filter(|line| line.starts_with("    ") && !line.starts_with("     "))
+            .filter_map(|line| line.trim().split_once(": "))
+            .map(|(key, _)| key.to_owned());
+        for key in fields {
+            assert!(
+                documented.contains(&key.as_str()),
+                "setting {key} is not in SETTINGS"
+            );
+        }
+        let docs = include_str!("../../../docs/configuration.md");
+        for setting in SETTINGS {
+            assert!(
+                docs.contains(setting.env),
+                "{} missing from docs/configuration.md",
+                setting.env
+            );
+        }
+    }
+}

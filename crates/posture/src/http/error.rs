@@ -1,0 +1,288 @@
+//! The one API error type, rendered as RFC 9457 `application/problem+json`.
+//!
+//! Handlers return [`ApiError`]. Its response carries a [`Problem`] in the
+//! response extensions with an empty body; the request-context middleware
+//! (`http::middleware`) renders it, adding the request id and the path, and
+//! also turns any other error response (axum's 404/405, tower's 413, a panic)
+//! into a problem. So every error leaves in one shape, from one place.
+//! Details of 5xx errors are logged, never sent.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Media type of error bodies.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One invalid input: a JSON pointer into the body, or a query parameter name.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldError {
+    /// JSON pointer (RFC 6901) to the offending member of the request body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// Name of the offending query or path parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
+impl FieldError {
+    /// An error in the body member at `pointer` (e.g. `/scopes/0`).
+    pub fn at(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        FieldError {
+            pointer: Some(pointer.into()),
+            parameter: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// An error in the query or path parameter `name`.
+    pub fn parameter(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        FieldError {
+            pointer: None,
+            parameter: Some(name.into()),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// An RFC 9457 problem details object.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI reference naming the kind of problem; documented in `docs/errors.md`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The request path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The request id, also sent as the `x-request-id` header; quote it to support.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The invalid fields, for validation problems.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// Extension members specific to the problem type.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub extensions: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Problem {
+    /// A problem of type `/problems/<slug>`.
+    pub fn new(status: StatusCode, slug: &str, title: &str) -> Self {
+        Problem {
+            problem_type: format!("/problems/{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: None,
+            instance: None,
+            request_id: None,
+            errors: Vec::new(),
+            extensions: None,
+        }
+    }
+
+    /// Adds a detail message.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The generic problem for a bare error status produced outside our handlers.
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => Problem::new(status, "not-found", "Not found")
+                .with_detail("No resource exists at this path."),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                Problem::new(status, "method-not-allowed", "Method not allowed")
+                    .with_detail("The resource does not support this method; see the Allow header.")
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Problem::new(status, "payload-too-large", "Payload too large")
+                    .with_detail("The request body exceeds the size limit.")
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                Problem::new(status, "unsupported-media-type", "Unsupported media type")
+            }
+            status if status.is_server_error() => {
+                Problem::new(status, "internal", "Internal server error").with_detail(
+                    "The server failed to handle the request; quote the request id to support.",
+                )
+            }
+            status => Problem::new(
+                status,
+                "http-error",
+                status.canonical_reason().unwrap_or("Request failed"),
+            ),
+        }
+    }
+
+    /// A response carrying this problem, rendered by the request-context middleware.
+    pub fn into_response_with(self, status: StatusCode) -> Response {
+        let mut response = status.into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// Every error a handler can return.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No credential, or one that is malformed, unknown, revoked or expired.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(&'static str),
+    /// The credential lacks a scope the route requires.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The tenant is suspended.
+    #[error("tenant suspended")]
+    TenantSuspended,
+    /// No such object — also the answer for another tenant's object.
+    #[error("not found")]
+    NotFound,
+    /// The body is not JSON.
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// The body or parameters are well-formed but invalid.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// Content-Type is not JSON.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// The body exceeds the limit.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// The request conflicts with the current state.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A dependency (the database) is unavailable or overloaded; retry shortly.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// The request took longer than the configured timeout.
+    #[error("request timed out")]
+    Timeout,
+    /// A bug or unexpected failure; the detail is logged, not returned.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A validation error about one body member.
+    pub fn invalid(pointer: &str, detail: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::at(pointer, detail)])
+    }
+
+    /// A validation error about one query parameter.
+    pub fn invalid_parameter(name: &str, detail: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::parameter(name, detail)])
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::TenantSuspended => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn problem(self, status: StatusCode) -> Problem {
+        match self {
+            ApiError::Unauthenticated(detail) => {
+                Problem::new(status, "unauthenticated", "Authentication required")
+                    .with_detail(detail)
+            }
+            ApiError::Forbidden(detail) => {
+                Problem::new(status, "forbidden", "Forbidden").with_detail(detail)
+            }
+            ApiError::TenantSuspended => {
+                Problem::new(status, "tenant-suspended", "Tenant suspended")
+                    .with_detail("This organization is suspended; contact support.")
+            }
+            ApiError::NotFound => Problem::for_status(status),
+            ApiError::MalformedJson(detail) => {
+                Problem::new(status, "malformed-json", "Malformed JSON").with_detail(detail)
+            }
+            ApiError::Validation(errors) => Problem {
+                errors,
+                ..Problem::new(status, "validation-failed", "Validation failed")
+                    .with_detail("One or more fields are invalid; see errors.")
+            },
+            ApiError::UnsupportedMediaType => {
+                Problem::for_status(status).with_detail("Send the body as application/json.")
+            }
+            ApiError::PayloadTooLarge => Problem::for_status(status),
+            ApiError::Conflict(detail) => {
+                Problem::new(status, "conflict", "Conflict").with_detail(detail)
+            }
+            ApiError::Unavailable(_) => Problem::new(status, "unavailable", "Service unavailable")
+                .with_detail("A dependency is temporarily unavailable; retry shortly."),
+            ApiError::Timeout => Problem::new(status, "timeout", "Request timed out")
+                .with_detail("The request took too long; retry shortly."),
+            ApiError::Internal(_) => Problem::for_status(status),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed")
+            }
+            ApiError::Unavailable(reason) => tracing::warn!(%reason, "dependency unavailable"),
+            _ => {}
+        }
+        let challenge = matches!(self, ApiError::Unauthenticated(_));
+        let retry = status == StatusCode::SERVICE_UNAVAILABLE;
+        let mut response = self.problem(status).into_response_with(status);
+        if challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"posture\""),
+            );
+        }
+        if retry {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        let unavailable = match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+            // query_canceled (statement_timeout), admin shutdown, cannot connect now,
+            // too many connections, connection failures.
+            sqlx::Error::Database(db) => matches!(
+                db.code().as_deref(),
+                Some("57014" | "57P01" | "57P02" | "57P03" | "53300" | "08000" | "08003" | "08006")
+            ),
+            _ => false,
+        };
+        if unavailable {
+            ApiError::Unavailable(error.to_string())
+        } else {
+            ApiError::Internal(anyhow::Error::new(error).context("database error"))
+        }
+    }
+}

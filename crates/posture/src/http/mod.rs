@@ -1,0 +1,59 @@
+//! The HTTP API: routes, extractors, errors and the middleware stack.
+
+pub mod api_keys;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod org;
+pub mod pagination;
+
+use crate::auth;
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+use error::ApiError;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+/// Builds the router with every route and the request path's layers:
+/// request context (id, span, metrics, problem rendering) → panic guard →
+/// timeout → body limit → [authentication on `/v1`] → handler.
+pub fn router(state: AppState) -> Router {
+    let tenant_routes = Router::new()
+        .route("/v1/org", get(org::get_org))
+        .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
+        .route(
+            "/v1/api-keys/{id}",
+            get(api_keys::get).delete(api_keys::revoke),
+        )
+        // route_layer: only matched routes authenticate, so an unknown path is a
+        // 404 rather than a 401.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+
+    Router::new()
+        .merge(tenant_routes)
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::timeout,
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::request_context,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,73 @@
+//! `GET /v1/org`: the caller's organization.
+
+use super::error::ApiError;
+use crate::auth::TenantContext;
+use crate::state::AppState;
+use crate::store::{retry::retry_read, tenants};
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use posture_domain::{Scope, TenantStatus, Tier};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The caller's organization and what its tier allows.
+#[derive(Serialize, ToSchema)]
+pub struct Org {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    #[schema(value_type = String, example = "premium")]
+    pub tier: Tier,
+    #[schema(value_type = String, example = "active")]
+    pub status: TenantStatus,
+    pub created_at: DateTime<Utc>,
+    pub limits: Limits,
+}
+
+/// Request limits of the tier; `null` means unlimited.
+#[derive(Serialize, ToSchema)]
+pub struct Limits {
+    pub requests_per_minute: u32,
+    pub requests_per_day: Option<u32>,
+    pub requests_per_month: Option<u32>,
+    pub advanced_scans: bool,
+}
+
+/// The organization the API key belongs to.
+#[utoipa::path(get, path = "/v1/org", tag = "org", security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The caller's organization", body = Org),
+        (status = 401, description = "Missing or invalid API key", body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_org(
+    State(state): State<AppState>,
+    context: TenantContext,
+) -> Result<Json<Org>, ApiError> {
+    context.require(Scope::Read)?;
+    let tenant = retry_read(|| async {
+        let mut tx = state.store.begin_tenant(context.tenant_id).await?;
+        let tenant = tenants::current(&mut tx).await?;
+        tx.commit().await?;
+        Ok(tenant)
+    })
+    .await?
+    // The key was verified moments ago; a missing tenant was deleted since.
+    .ok_or(ApiError::NotFound)?;
+    let limits = tenant.tier.limits();
+    Ok(Json(Org {
+        id: tenant.id.as_uuid(),
+        slug: tenant.slug,
+        name: tenant.name,
+        tier: tenant.tier,
+        status: tenant.status,
+        created_at: tenant.created_at,
+        limits: Limits {
+            requests_per_minute: limits.per_minute,
+            requests_per_day: limits.per_day,
+            requests_per_month: limits.per_month,
+            advanced_scans: limits.advanced_scans,
+        },
+    }))
+}

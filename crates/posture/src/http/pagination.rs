@@ -1,0 +1,115 @@
+//! Cursor pagination shared by every list endpoint.
+
+use super::error::ApiError;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Page size when the client names none.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Largest page a client may ask for.
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// `limit` and `cursor` query parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1–100 (default 50).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The page size, checked against the bounds.
+    pub fn limit(&self) -> Result<u32, ApiError> {
+        match self.limit {
+            None => Ok(DEFAULT_PAGE_SIZE),
+            Some(limit) if (1..=MAX_PAGE_SIZE).contains(&limit) => Ok(limit),
+            Some(_) => Err(ApiError::invalid_parameter(
+                "limit",
+                format!("must be between 1 and {MAX_PAGE_SIZE}"),
+            )),
+        }
+    }
+
+    /// The cursor, if one was sent.
+    pub fn cursor(&self) -> Result<Option<Cursor>, ApiError> {
+        self.cursor.as_deref().map(Cursor::decode).transpose()
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    /// The items, in the endpoint's order.
+    pub data: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// An opaque position in a list: its parts hex-encoded so clients treat it as a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(String);
+
+impl Cursor {
+    /// Encodes the sort key of the last item of a page.
+    pub fn encode(parts: &[&str]) -> String {
+        parts
+            .join("|")
+            .bytes()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
+    fn decode(text: &str) -> Result<Cursor, ApiError> {
+        let invalid =
+            || ApiError::invalid_parameter("cursor", "is not a cursor this endpoint returned");
+        if text.len() % 2 != 0 || text.len() > 512 {
+            return Err(invalid());
+        }
+        let bytes = (0..text.len())
+            .step_by(2)
+            .map(|index| u8::from_str_radix(text.get(index..index + 2).unwrap_or("zz"), 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| invalid())?;
+        String::from_utf8(bytes).map(Cursor).map_err(|_| invalid())
+    }
+
+    /// Splits the cursor into exactly `N` parts.
+    pub fn parts<const N: usize>(&self) -> Option<[String; N]> {
+        let parts: Vec<String> = self.0.split('|').map(str::to_owned).collect();
+        parts.try_into().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let text = Cursor::encode(&["1700000000", "AbC"]);
+        let cursor = Cursor::decode(&text).unwrap();
+        assert_eq!(
+            cursor.parts::<2>().unwrap(),
+            ["1700000000".to_owned(), "AbC".to_owned()]
+        );
+        assert!(cursor.parts::<3>().is_none());
+        for bad in ["xyz", "zz", "é1", &"ab".repeat(300)] {
+            assert!(Cursor::decode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        let query = |limit| PageQuery {
+            limit,
+            cursor: None,
+        };
+        assert_eq!(query(None).limit().unwrap(), DEFAULT_PAGE_SIZE);
+        assert_eq!(query(Some(100)).limit().unwrap(), 100);
+        assert!(query(Some(0)).limit().is_err());
+        assert!(query(Some(101)).limit().is_err());
+    }
+}

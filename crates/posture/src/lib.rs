@@ -1,0 +1,14 @@
+//! Posture: a multi-tenant security posture and compliance service.
+//!
+//! The folders follow the request path: [`http`] (routes, errors, middleware) →
+//! [`auth`] (API key → tenant) → [`store`] (tenant transactions under row-level
+//! security). [`startup`] assembles them; [`cli`] is the `posture` command.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

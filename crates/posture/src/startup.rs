@@ -1,0 +1,159 @@
+//! Building the application apart from serving it, so tests can bind port 0.
+
+use crate::auth::{KeyVerifier, LastUsedRecorder};
+use crate::config::Config;
+use crate::http;
+use crate::http::metrics::Metrics;
+use crate::state::AppState;
+use crate::store::{wait_until_reachable, PoolSettings, Store};
+use anyhow::Context;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Connects to the database (retrying with backoff until the configured
+    /// deadline) and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let store = Store::connect_lazy(
+            config.database_url.expose(),
+            &PoolSettings::from_config(&config),
+        )
+        .context("invalid DATABASE_URL")?;
+        wait_until_reachable(&store, Duration::from_secs(config.db_connect_deadline_secs)).await?;
+        let verifier = KeyVerifier::new(
+            store.clone(),
+            Duration::from_millis(config.auth_cache_ttl_ms),
+            config.auth_cache_capacity,
+        );
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("binding {}", config.listen_addr))?;
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            verifier: Arc::new(verifier),
+            last_used: Arc::new(LastUsedRecorder::default()),
+            metrics: Arc::new(Metrics::default()),
+        };
+        Ok(Application {
+            listener,
+            state,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The bound port (useful when the configuration asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|addr| addr.port())
+            .unwrap_or(0)
+    }
+
+    /// The shared state (tests use it to reach the store).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancelling this token starts a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then stops accepting, lets
+    /// in-flight requests finish (up to the grace period), writes pending
+    /// `last_used_at` updates and closes the pool.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            shutdown,
+        } = self;
+        let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+        let flusher = tokio::spawn(flush_last_used(state.clone(), shutdown.clone()));
+        tracing::info!(addr = %listener.local_addr()?, "serving");
+
+        let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let mut server = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future(),
+        );
+        let drained = tokio::select! {
+            result = &mut server => Some(result),
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => None,
+        };
+        match drained {
+            Some(result) => result
+                .context("server task failed")?
+                .context("server failed")?,
+            None => {
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "in-flight requests outlived the grace period; dropping them"
+                );
+                server.abort();
+            }
+        }
+        // The flusher writes once more on its way out.
+        shutdown.cancel();
+        let _ = flusher.await;
+        state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Writes pending `last_used_at` updates periodically and once at shutdown.
+async fn flush_last_used(state: AppState, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(
+        state.config.last_used_flush_secs.max(1),
+    ));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => state.last_used.flush(&state.store).await,
+            () = shutdown.cancelled() => {
+                state.last_used.flush(&state.store).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = interrupt => tracing::info!("SIGINT received; shutting down"),
+            () = terminate => tracing::info!("SIGTERM received; shutting down"),
+        }
+        token.cancel();
+    });
+}

@@ -1,0 +1,22 @@
+//! Shared state handed to every handler.
+
+use crate::auth::{KeyVerifier, LastUsedRecorder};
+use crate::config::Config;
+use crate::http::metrics::Metrics;
+use crate::store::Store;
+use std::sync::Arc;
+
+/// Everything a request may need; cheap to clone (all shared).
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration the server started with.
+    pub config: Arc<Config>,
+    /// The database, connected as the application role.
+    pub store: Store,
+    /// API key verification and its cache.
+    pub verifier: Arc<KeyVerifier>,
+    /// Pending `last_used_at` writes.
+    pub last_used: Arc<LastUsedRecorder>,
+    /// HTTP metrics.
+    pub metrics: Arc<Metrics>,
+}

@@ -1,0 +1,212 @@
+//! PostgreSQL access. Tenant data is reachable only through a [`TenantTx`].
+//!
+//! [`Store::begin_tenant`] opens a transaction and binds it to one tenant with
+//! `set_config('app.tenant_id', $1, true)` — transaction-local, a bound parameter,
+//! never interpolated — and row-level security does the rest. Repository functions
+//! take `&mut TenantTx`, so a tenant query cannot run outside a tenant
+//! transaction. Cross-tenant operator work lives in [`operator`], which needs a
+//! pool connected as the schema owner.
+
+pub mod api_keys;
+pub mod audit;
+mod connect;
+pub mod operator;
+pub mod retry;
+pub mod tenants;
+
+use posture_domain::TenantId;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgConnection, PgPool, Postgres, Transaction};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use connect::wait_until_reachable;
+
+/// The embedded migrations (the `migrations/` folder at the repository root).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// Pool sizing and per-connection limits.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Connections kept open.
+    pub min_connections: u32,
+    /// Connections the pool may burst to.
+    pub max_connections: u32,
+    /// Longest wait for a connection.
+    pub acquire_timeout: Duration,
+    /// Age after which a connection is replaced.
+    pub max_lifetime: Duration,
+    /// Idle time after which a connection above the minimum is closed.
+    pub idle_timeout: Duration,
+    /// `statement_timeout` of each connection.
+    pub statement_timeout: Duration,
+    /// `idle_in_transaction_session_timeout` of each connection.
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl PoolSettings {
+    /// The server's pool, from the configuration.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        PoolSettings {
+            min_connections: config.db_pool_min,
+            max_connections: config.db_pool_max,
+            acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
+            max_lifetime: Duration::from_secs(config.db_max_lifetime_secs),
+            idle_timeout: Duration::from_secs(config.db_idle_timeout_secs),
+            statement_timeout: Duration::from_millis(config.db_statement_timeout_ms),
+            idle_in_transaction_timeout: Duration::from_millis(
+                config.db_idle_in_transaction_timeout_ms,
+            ),
+        }
+    }
+
+    /// A small pool for one-shot commands (`migrate`, `admin`, `demo`).
+    pub fn for_command(config: &crate::config::Config) -> Self {
+        PoolSettings {
+            min_connections: 0,
+            max_connections: 2,
+            statement_timeout: Duration::from_secs(300),
+            ..PoolSettings::from_config(config)
+        }
+    }
+}
+
+/// A snapshot of the pool for health checks and metrics.
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Connections checked out.
+    pub in_use: u32,
+    /// Tasks waiting for a connection.
+    pub waiting: u32,
+    /// Most connections the pool may open.
+    pub max: u32,
+}
+
+/// The connection pool and the only way to open tenant transactions.
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+    /// Tasks currently waiting in `begin`; sqlx does not expose this itself.
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Store {
+    /// Builds the pool without connecting; connections open on first use, and the
+    /// pool then keeps `min_connections` open. Pair with [`wait_until_reachable`].
+    pub fn connect_lazy(url: &str, settings: &PoolSettings) -> anyhow::Result<Store> {
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("posture")
+            // Set in the start-up packet, so they hold even if the role's own
+            // defaults (scripts/setup.sh) are missing.
+            .options([
+                (
+                    "statement_timeout",
+                    settings.statement_timeout.as_millis().to_string(),
+                ),
+                (
+                    "idle_in_transaction_session_timeout",
+                    settings.idle_in_transaction_timeout.as_millis().to_string(),
+                ),
+            ])
+            // Statements are traced by our own spans; sqlx's per-statement log lines
+            // would dominate log volume at load.
+            .disable_statement_logging();
+        let pool = PgPoolOptions::new()
+            .min_connections(settings.min_connections)
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .max_lifetime(settings.max_lifetime)
+            .idle_timeout(settings.idle_timeout)
+            // A connection broken while idle (database restart) is detected and
+            // replaced before a request gets it.
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Ok(Store {
+            pool,
+            waiting: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Opens a transaction bound to `tenant_id`; row-level security confines every
+    /// statement in it to that tenant's rows.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn begin_tenant(&self, tenant_id: TenantId) -> Result<TenantTx, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(tenant_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        Ok(TenantTx { tx, tenant_id })
+    }
+
+    /// A transaction with no tenant bound: for operator work on the owner's pool
+    /// (which bypasses row-level security). On the server's pool it sees no tenant rows.
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let result = self.pool.begin().await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    /// Round-trip time of `SELECT 1`, for readiness.
+    pub async fn ping(&self) -> Result<Duration, sqlx::Error> {
+        let started = Instant::now();
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let connection = self.pool.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        sqlx::query("SELECT 1").execute(&mut *connection?).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Current pool occupancy.
+    pub fn pool_stats(&self) -> PoolStats {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolStats {
+            size,
+            idle,
+            in_use: size.saturating_sub(idle),
+            waiting: u32::try_from(self.waiting.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
+    /// The raw pool, for migrations and tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes every connection, waiting for checked-out ones to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A transaction bound to one tenant. Dropped without [`TenantTx::commit`], it rolls back.
+pub struct TenantTx {
+    tx: Transaction<'static, Postgres>,
+    tenant_id: TenantId,
+}
+
+impl TenantTx {
+    /// The tenant this transaction is bound to.
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+
+    /// The connection, for repository functions.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Commits the transaction.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
