@@ -1,0 +1,12 @@
+//! Integration tests: the real application on port 0, each test against its own
+//! freshly cloned database, connected as the restricted application role.
+//! One test binary (modules below) keeps link time down.
+
+mod support;
+
+mod auth;
+mod cli;
+mod cross_tenant;
+mod errors;
+mod health;
+mod schema_guard;

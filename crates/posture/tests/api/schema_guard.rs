@@ -1,0 +1,192 @@
+//! The schema itself enforces tenant isolation; these tests read the catalog so a
+//! new table cannot forget it.
+
+use crate::support::database::TestDatabase;
+use crate::support::TestApp;
+use posture_domain::Tier;
+use sqlx::{Connection, PgConnection, Row};
+
+/// Every table in `public` that holds tenant data (has a `tenant_id` column),
+/// plus `tenants` itself, whose `id` is the tenant id.
+async fn tenant_tables(connection: &mut PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+           AND (c.relname = 'tenants' OR EXISTS (
+                SELECT 1 FROM pg_attribute a
+                WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped))
+         ORDER BY 1",
+    )
+    .fetch_all(connection)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_tenant_table_has_forced_rls_a_policy_and_tenant_leading_keys() {
+    let database = TestDatabase::create().await;
+    let mut connection = PgConnection::connect(&database.owner_url()).await.unwrap();
+    let tables = tenant_tables(&mut connection).await;
+    assert!(tables.contains(&"api_keys".to_owned()) && tables.contains(&"audit_log".to_owned()));
+
+    let mut failures = Vec::new();
+    for table in &tables {
+        let tenant_column = if table == "tenants" { "id" } else { "tenant_id" };
+        let row = sqlx::query(
+            "SELECT c.relrowsecurity, c.relforcerowsecurity,
+                    (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) AS policies,
+                    (SELECT string_agg(pg_get_expr(p.polqual, p.polrelid) || ' / ' ||
+                                       coalesce(pg_get_expr(p.polwithcheck, p.polrelid), ''), '; ')
+                       FROM pg_policy p WHERE p.polrelid = c.oid) AS expressions
+             FROM pg_class c WHERE c.oid = $1::regclass",
+        )
+        .bind(table)
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+        if !row.get::<bool, _>("relrowsecurity") {
+            failures.push(format!("{table}: row level security not enabled"));
+        }
+        if !row.get::<bool, _>("relforcerowsecurity") {
+            failures.push(format!("{table}: row level security not forced"));
+        }
+        if row.get::<i64, _>("policies") == 0 {
+            failures.push(format!("{table}: no policy"));
+        }
+        let expressions: String = row.get::<Option<String>, _>("expressions").unwrap_or_default();
+        if expressions.matches("app.tenant_id").count() < 2 {
+            failures.push(format!("{table}: policy must check app.tenant_id in USING and WITH CHECK: {expressions}"));
+        }
+
+        // The first column of the primary key, every unique key and every index.
+        let leading: Vec<(String, String)> = sqlx::query_as(
+            "SELECT i.indexrelid::regclass::text, a.attname::text
+             FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+             WHERE i.indrelid = $1::regclass",
+        )
+        .bind(table)
+        .fetch_all(&mut connection)
+        .await
+        .unwrap();
+        let primary: Option<String> = sqlx::query_scalar(
+            "SELECT a.attname::text FROM pg_index i
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+             WHERE i.indrelid = $1::regclass AND i.indisprimary",
+        )
+        .bind(table)
+        .fetch_optional(&mut connection)
+        .await
+        .unwrap();
+        if primary.as_deref() != Some(tenant_column) {
+            failures.push(format!("{table}: primary key must lead with {tenant_column}, found {primary:?}"));
+        }
+        for (index, column) in leading {
+            // tenants.slug is a global catalog key (tenants are the distribution key itself).
+            if column != tenant_column && !(table == "tenants" && column == "slug") {
+                failures.push(format!("{table}: index {index} leads with {column}, not {tenant_column}"));
+            }
+        }
+
+        // Foreign keys of tenant data must include tenant_id (Citus co-location).
+        let foreign: Vec<(String, String)> = sqlx::query_as(
+            "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE conrelid = $1::regclass AND contype = 'f'",
+        )
+        .bind(table)
+        .fetch_all(&mut connection)
+        .await
+        .unwrap();
+        for (name, definition) in foreign {
+            if !definition.starts_with("FOREIGN KEY (tenant_id") {
+                failures.push(format!("{table}: foreign key {name} does not lead with tenant_id: {definition}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "schema guard failures:\n{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn the_app_role_is_restricted() {
+    let database = TestDatabase::create().await;
+    let mut connection = PgConnection::connect(&database.app_url()).await.unwrap();
+    let (superuser, bypass): (bool, bool) =
+        sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+    assert!(!superuser && !bypass, "the app role must be neither superuser nor BYPASSRLS");
+    let owns_any: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                        WHERE n.nspname = 'public' AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user))",
+    )
+    .fetch_one(&mut connection)
+    .await
+    .unwrap();
+    assert!(!owns_any, "the app role must not own any table");
+    let statement_timeout: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&mut connection).await.unwrap();
+    assert_ne!(statement_timeout, "0", "the app role needs a statement_timeout");
+}
+
+#[tokio::test]
+async fn without_a_tenant_the_app_role_sees_nothing_and_cannot_insert() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(Tier::Basic).await;
+    let mut connection = PgConnection::connect(&app.database.app_url()).await.unwrap();
+    let tables = tenant_tables(&mut connection).await;
+    assert!(tables.len() >= 3, "{tables:?}");
+
+    for table in &tables {
+        // Never set, then set and reset by a finished tenant transaction (the
+        // pooled-connection case, where the setting reads as '' rather than NULL).
+        for phase in ["never set", "after a tenant transaction"] {
+            let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&mut connection)
+                .await
+                .unwrap_or_else(|e| panic!("{table} ({phase}): {e}"));
+            assert_eq!(count, 0, "{table} ({phase}) leaked rows without a tenant");
+            let mut tx = connection.begin().await.unwrap();
+            sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+                .bind(tenant.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let visible: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            assert!(visible > 0, "{table}: the tenant should see its own rows");
+            tx.commit().await.unwrap();
+        }
+    }
+
+    // Inserting tenant rows with no tenant bound is refused (by RLS or by privileges).
+    let key_insert = sqlx::query(
+        "INSERT INTO api_keys (tenant_id, key_id, name, secret_hash, scopes, created_by)
+         VALUES ($1, 'AAAAAAAAAAAA', 'x', decode(repeat('00', 32), 'hex'), ARRAY['read'], 'test')",
+    )
+    .bind(tenant.id.as_uuid())
+    .execute(&mut connection)
+    .await;
+    assert!(key_insert.is_err(), "insert into api_keys without a tenant succeeded");
+    let audit_insert = sqlx::query(
+        "INSERT INTO audit_log (tenant_id, id, actor, action) VALUES ($1, gen_random_uuid(), 'x', 'y')",
+    )
+    .bind(tenant.id.as_uuid())
+    .execute(&mut connection)
+    .await;
+    assert!(audit_insert.is_err(), "insert into audit_log without a tenant succeeded");
+    let tenant_insert = sqlx::query("INSERT INTO tenants (id, slug, name, tier) VALUES (gen_random_uuid(), 'zzz', 'z', 'free')")
+        .execute(&mut connection)
+        .await;
+    assert!(tenant_insert.is_err(), "the app role created a tenant");
+
+    // And bound to one tenant, it cannot write rows of another.
+    let other = app.create_tenant(Tier::Free).await;
+    let mut tx = connection.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)").bind(tenant.id.to_string()).execute(&mut *tx).await.unwrap();
+    let cross = sqlx::query("INSERT INTO audit_log (tenant_id, id, actor, action) VALUES ($1, gen_random_uuid(), 'x', 'y')")
+        .bind(other.id.as_uuid())
+        .execute(&mut *tx)
+        .await;
+    assert!(cross.is_err(), "a tenant wrote a row of another tenant");
+}
