@@ -361,6 +361,26 @@ mod tests {
     }
 
     #[test]
+    fn documented_defaults_are_the_real_defaults() {
+        let printed = format!("{:#?}", Config::default());
+        for setting in SETTINGS.iter().filter(|s| s.toml_key != "-") {
+            let line = printed
+                .lines()
+                .find(|line| line.trim().starts_with(&format!("{}: ", setting.toml_key)))
+                .unwrap_or_else(|| panic!("{} is not a Config field", setting.toml_key));
+            let value = line.trim().split_once(": ").unwrap().1.trim_end_matches(',');
+            let value = value.trim_matches('"').to_ascii_lowercase();
+            let documented = if setting.toml_key.ends_with("database_url") {
+                // Debug redacts the password; compare the redacted forms.
+                SecretUrl::new(setting.default).redacted()
+            } else {
+                setting.default.to_owned()
+            };
+            assert_eq!(value, documented, "default of {} differs from SETTINGS", setting.toml_key);
+        }
+    }
+
+    #[test]
     fn every_field_is_documented() {
         let documented: Vec<_> = SETTINGS.iter().map(|s| s.toml_key).collect();
         // Config's field names, read from its pretty Debug output ("    name: value,").
