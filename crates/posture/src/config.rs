@@ -368,7 +368,12 @@ mod tests {
                 .lines()
                 .find(|line| line.trim().starts_with(&format!("{}: ", setting.toml_key)))
                 .unwrap_or_else(|| panic!("{} is not a Config field", setting.toml_key));
-            let value = line.trim().split_once(": ").unwrap().1.trim_end_matches(',');
+            let value = line
+                .trim()
+                .split_once(": ")
+                .unwrap()
+                .1
+                .trim_end_matches(',');
             let value = value.trim_matches('"').to_ascii_lowercase();
             let documented = if setting.toml_key.ends_with("database_url") {
                 // Debug redacts the password; compare the redacted forms.
@@ -376,7 +381,11 @@ mod tests {
             } else {
                 setting.default.to_owned()
             };
-            assert_eq!(value, documented, "default of {} differs from SETTINGS", setting.toml_key);
+            assert_eq!(
+                value, documented,
+                "default of {} differs from SETTINGS",
+                setting.toml_key
+            );
         }
     }
 

@@ -21,24 +21,55 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
-/// Runs `operation` (a read with no side effects) up to three times, backing off
-/// 20 ms then 80 ms between attempts when it fails with a transient error.
+/// The retry schedule of one idempotent read: after a transient error, wait
+/// 20 ms, then 80 ms; three attempts in all.
+#[derive(Debug)]
+pub struct ReadBackoff {
+    next_pause: Duration,
+    retries_left: u32,
+}
+
+impl Default for ReadBackoff {
+    fn default() -> Self {
+        ReadBackoff {
+            next_pause: Duration::from_millis(20),
+            retries_left: READ_ATTEMPTS - 1,
+        }
+    }
+}
+
+impl ReadBackoff {
+    /// How long to wait before retrying after `error`; `None` when the error is
+    /// permanent or the attempts are used up.
+    pub fn pause_after(&mut self, error: &sqlx::Error) -> Option<Duration> {
+        if !is_transient(error) {
+            return None;
+        }
+        self.retries_left = self.retries_left.checked_sub(1)?;
+        let pause = self.next_pause;
+        self.next_pause *= 4;
+        Some(pause)
+    }
+}
+
+/// Runs `operation` — a read with no side effects, typically a whole tenant
+/// transaction — retrying it on the [`ReadBackoff`] schedule.
 pub async fn retry_read<T, F, Fut>(mut operation: F) -> Result<T, sqlx::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, sqlx::Error>>,
 {
-    let mut pause = Duration::from_millis(20);
-    let mut attempt = 1;
+    let mut backoff = ReadBackoff::default();
     loop {
         match operation().await {
-            Err(error) if attempt < READ_ATTEMPTS && is_transient(&error) => {
-                tracing::debug!(attempt, %error, "retrying read after transient error");
-                tokio::time::sleep(pause).await;
-                pause *= 4;
-                attempt += 1;
-            }
-            result => return result,
+            Err(error) => match backoff.pause_after(&error) {
+                Some(pause) => {
+                    tracing::debug!(%error, ?pause, "retrying read after transient error");
+                    tokio::time::sleep(pause).await;
+                }
+                None => return Err(error),
+            },
+            Ok(value) => return Ok(value),
         }
     }
 }
@@ -46,7 +77,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
 
     fn io_error() -> sqlx::Error {
         sqlx::Error::Io(std::io::Error::new(
@@ -55,39 +85,40 @@ mod tests {
         ))
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn transient_errors_are_retried_until_success() {
-        let calls = AtomicU32::new(0);
-        let result = retry_read(|| async {
-            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                Err(io_error())
-            } else {
-                Ok(7)
-            }
-        })
-        .await;
-        assert_eq!(result.unwrap(), 7);
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    #[test]
+    fn transient_errors_are_retried_twice_with_growing_pauses() {
+        let mut backoff = ReadBackoff::default();
+        assert_eq!(
+            backoff.pause_after(&io_error()),
+            Some(Duration::from_millis(20))
+        );
+        assert_eq!(
+            backoff.pause_after(&io_error()),
+            Some(Duration::from_millis(80))
+        );
+        assert_eq!(backoff.pause_after(&io_error()), None);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn retries_are_bounded_and_permanent_errors_are_not_retried() {
-        let calls = AtomicU32::new(0);
-        let result: Result<(), _> = retry_read(|| async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err(io_error())
+    async fn retry_read_repeats_the_operation_until_it_succeeds() {
+        let mut calls = 0;
+        let result = retry_read(|| {
+            calls += 1;
+            let outcome = if calls == 1 {
+                Err(io_error())
+            } else {
+                Ok(calls)
+            };
+            async move { outcome }
         })
         .await;
-        assert!(result.is_err());
-        assert_eq!(calls.load(Ordering::SeqCst), READ_ATTEMPTS);
+        assert_eq!(result.unwrap(), 2);
+    }
 
-        let calls = AtomicU32::new(0);
-        let result: Result<(), _> = retry_read(|| async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err(sqlx::Error::RowNotFound)
-        })
-        .await;
-        assert!(result.is_err());
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    #[test]
+    fn permanent_errors_and_pool_exhaustion_are_not_retried() {
+        let mut backoff = ReadBackoff::default();
+        assert_eq!(backoff.pause_after(&sqlx::Error::RowNotFound), None);
+        assert_eq!(backoff.pause_after(&sqlx::Error::PoolTimedOut), None);
     }
 }

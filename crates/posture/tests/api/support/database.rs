@@ -13,7 +13,10 @@ use std::str::FromStr;
 /// Host and port of the test server (the one `scripts/setup.sh` prepared).
 pub fn server() -> (String, u16) {
     let host = std::env::var("POSTURE_PG_HOST").unwrap_or_else(|_| "127.0.0.1".into());
-    let port = std::env::var("POSTURE_PG_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(5432);
+    let port = std::env::var("POSTURE_PG_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5432);
     (host, port)
 }
 
@@ -69,21 +72,36 @@ async fn connect_maintenance() -> PgConnection {
 
 /// Returns the template's name, building it if this set of migrations has none yet.
 async fn ensure_template(maintenance: &mut PgConnection) -> String {
-    let fingerprint = MIGRATOR.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, migration| {
-        migration.checksum.iter().fold(hash, |h, byte| (h ^ u64::from(*byte)).wrapping_mul(0x100_0000_01b3))
-    });
+    let fingerprint = MIGRATOR
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |hash, migration| {
+            migration.checksum.iter().fold(hash, |h, byte| {
+                (h ^ u64::from(*byte)).wrapping_mul(0x100_0000_01b3)
+            })
+        });
     let template = format!("posture_tpl_{fingerprint:016x}");
     let lock_key = (fingerprint >> 1) as i64;
-    sqlx::query("SELECT pg_advisory_lock($1)").bind(lock_key).execute(&mut *maintenance).await.expect("advisory lock");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&template)
-        .fetch_one(&mut *maintenance)
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(lock_key)
+        .execute(&mut *maintenance)
         .await
-        .expect("checking for the template");
+        .expect("advisory lock");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut *maintenance)
+            .await
+            .expect("checking for the template");
     if !exists {
         let building = format!("{template}_building");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {building}")).execute(&mut *maintenance).await.expect("drop");
-        sqlx::query(&format!("CREATE DATABASE {building}")).execute(&mut *maintenance).await.expect("create template");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {building}"))
+            .execute(&mut *maintenance)
+            .await
+            .expect("drop");
+        sqlx::query(&format!("CREATE DATABASE {building}"))
+            .execute(&mut *maintenance)
+            .await
+            .expect("create template");
         {
             let mut connection = PgConnectOptions::from_str(&url("posture_owner", &building))
                 .expect("valid URL")
@@ -91,14 +109,24 @@ async fn ensure_template(maintenance: &mut PgConnection) -> String {
                 .connect()
                 .await
                 .expect("connecting to the template");
-            MIGRATOR.run(&mut connection).await.expect("migrating the template");
-            connection.close().await.expect("closing the template connection");
+            MIGRATOR
+                .run(&mut connection)
+                .await
+                .expect("migrating the template");
+            connection
+                .close()
+                .await
+                .expect("closing the template connection");
         }
         sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}"))
             .execute(&mut *maintenance)
             .await
             .expect("publishing the template");
     }
-    sqlx::query("SELECT pg_advisory_unlock($1)").bind(lock_key).execute(&mut *maintenance).await.expect("unlock");
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(lock_key)
+        .execute(&mut *maintenance)
+        .await
+        .expect("unlock");
     template
 }

@@ -40,16 +40,17 @@ pub struct TestTenant {
 
 /// A test configuration: port 0, a small pool, the given database.
 pub fn test_config(database: &TestDatabase) -> Config {
-    let mut config = Config::default();
-    config.listen_addr = "127.0.0.1:0".parse().unwrap();
-    config.database_url = SecretUrl::new(database.app_url());
-    config.admin_database_url = SecretUrl::new(database.owner_url());
-    config.db_pool_min = 0;
-    config.db_pool_max = 4;
-    config.db_acquire_timeout_ms = 1_000;
-    config.db_connect_deadline_secs = 5;
-    config.shutdown_grace_secs = 5;
-    config
+    Config {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: SecretUrl::new(database.app_url()),
+        admin_database_url: SecretUrl::new(database.owner_url()),
+        db_pool_min: 0,
+        db_pool_max: 4,
+        db_acquire_timeout_ms: 1_000,
+        db_connect_deadline_secs: 5,
+        shutdown_grace_secs: 5,
+        ..Config::default()
+    }
 }
 
 static SLUG_COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -75,7 +76,9 @@ impl TestApp {
         }
         let owner = Store::connect_lazy(&database.owner_url(), &PoolSettings::for_command(&config))
             .expect("owner pool");
-        let application = Application::build(config).await.expect("building the application");
+        let application = Application::build(config)
+            .await
+            .expect("building the application");
         let address = format!("http://127.0.0.1:{}", application.port());
         let shutdown = application.shutdown_token();
         let server = tokio::spawn(application.run_until_stopped());
@@ -92,7 +95,10 @@ impl TestApp {
     /// Creates a tenant (unique slug) with an admin key, as an operator would.
     pub async fn create_tenant(&self, tier: Tier) -> TestTenant {
         let number = SLUG_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let slug = format!("tenant-{number}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let slug = format!(
+            "tenant-{number}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let tenant = operator::create_tenant(
             &self.owner,
             &TenantSlug::parse(&slug).unwrap(),
@@ -102,22 +108,34 @@ impl TestApp {
         .await
         .expect("creating a tenant");
         let admin_key = self.issue_key(tenant.id, &["admin"]).await;
-        TestTenant { id: tenant.id, slug, admin_key }
+        TestTenant {
+            id: tenant.id,
+            slug,
+            admin_key,
+        }
     }
 
     /// Issues a key with `scopes` for `tenant_id` and returns the token.
     pub async fn issue_key(&self, tenant_id: TenantId, scopes: &[&str]) -> String {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        let request = KeyRequest::parse("test", &scopes, None, chrono::Utc::now()).expect("valid key request");
+        let request = KeyRequest::parse("test", &scopes, None, chrono::Utc::now())
+            .expect("valid key request");
         let mut tx = self.owner.begin_tenant(tenant_id).await.expect("begin");
-        let (_, token) = issue_api_key(&mut tx, &request, OPERATOR_ACTOR, None).await.expect("issue key");
+        let (_, token) = issue_api_key(&mut tx, &request, OPERATOR_ACTOR, None)
+            .await
+            .expect("issue key");
         tx.commit().await.expect("commit");
         token.expose()
     }
 
     /// `GET path` with `key` as bearer token.
     pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.address)).bearer_auth(key).send().await.expect("request")
+        self.client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// `POST path` with a JSON body.
@@ -133,14 +151,22 @@ impl TestApp {
 
     /// `DELETE path`.
     pub async fn delete(&self, path: &str, key: &str) -> reqwest::Response {
-        self.client.delete(format!("{}{path}", self.address)).bearer_auth(key).send().await.expect("request")
+        self.client
+            .delete(format!("{}{path}", self.address))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
-            server.await.expect("server task").expect("server stopped cleanly");
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
         }
     }
 }
@@ -164,7 +190,12 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(content_type, "application/problem+json");
     let body: Value = response.json().await.expect("problem body is JSON");
     assert_eq!(body["status"], status, "{body}");
-    assert!(body["type"].as_str().is_some_and(|t| t.starts_with("/problems/")), "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("/problems/")),
+        "{body}"
+    );
     assert!(body["title"].is_string(), "{body}");
     let header_id = request_id.expect("x-request-id header");
     assert_eq!(body["request_id"], header_id.to_str().unwrap(), "{body}");

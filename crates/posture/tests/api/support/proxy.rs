@@ -24,7 +24,11 @@ impl DbProxy {
     pub async fn start(upstream: SocketAddr) -> DbProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().unwrap().port();
-        let proxy = DbProxy { port, upstream, running: Mutex::new(None) };
+        let proxy = DbProxy {
+            port,
+            upstream,
+            running: Mutex::new(None),
+        };
         proxy.serve(listener);
         proxy
     }
@@ -46,7 +50,9 @@ impl DbProxy {
 
     /// Accepts connections again on the same port.
     pub async fn resume(&self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.expect("rebind proxy port");
+        let listener = TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("rebind proxy port");
         self.serve(listener);
     }
 
@@ -64,7 +70,10 @@ impl DbProxy {
                 tracked.lock().unwrap().push(task);
             }
         });
-        *self.running.lock().unwrap() = Some(Running { acceptor, connections });
+        *self.running.lock().unwrap() = Some(Running {
+            acceptor,
+            connections,
+        });
     }
 }
 
