@@ -203,11 +203,7 @@ async fn run_key(store: &Store, command: KeyCommand) -> anyhow::Result<()> {
                 "id", "name", "scopes", "status"
             );
             for key in &keys {
-                let status = if key.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
+                let status = key.status(Utc::now());
                 let last_used = key
                     .last_used_at
                     .map_or("never".to_owned(), |at| at.to_rfc3339());

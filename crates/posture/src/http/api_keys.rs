@@ -60,13 +60,7 @@ pub struct CreatedApiKey {
 
 impl From<ApiKeyRecord> for ApiKeyView {
     fn from(record: ApiKeyRecord) -> Self {
-        let status = if record.revoked_at.is_some() {
-            "revoked"
-        } else if record.expires_at.is_some_and(|expiry| expiry <= Utc::now()) {
-            "expired"
-        } else {
-            "active"
-        };
+        let status = record.status(Utc::now());
         ApiKeyView {
             id: record.key_id,
             name: record.name,

@@ -280,7 +280,23 @@ impl From<sqlx::Error> for ApiError {
             _ => false,
         };
         if unavailable {
-            ApiError::Unavailable(error.to_string())
+            return ApiError::Unavailable(error.to_string());
+        }
+        // A write referencing a row that no longer exists (e.g. the tenant was
+        // deleted while one of its keys was still cached), or one colliding with
+        // a unique key: the state changed under the request, not a server fault.
+        let conflict = match &error {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                Some("The request refers to something that no longer exists.")
+            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Some("The request conflicts with an existing object.")
+            }
+            _ => None,
+        };
+        if let Some(detail) = conflict {
+            tracing::info!(%error, "constraint violation answered with 409");
+            ApiError::Conflict(detail.to_owned())
         } else {
             ApiError::Internal(anyhow::Error::new(error).context("database error"))
         }

@@ -34,8 +34,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Deserializes `bytes`, reporting where the document is wrong.
+/// Deserializes a request body, which must be a JSON object, reporting where the
+/// document is wrong. (serde's derived structs would also accept an array of the
+/// fields in order; every request body of the API is an object.)
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Report syntax errors as such; only well-formed non-objects are 422.
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+            .map_err(|error| ApiError::MalformedJson(error.to_string()))?;
+        return Err(ApiError::invalid("", "the body must be a JSON object"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let inner = error.inner();
@@ -130,6 +139,26 @@ mod tests {
             Err(ApiError::Validation(errors)) => assert_eq!(errors[0].pointer.as_deref(), Some("")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn only_objects_are_accepted() {
+        for body in [&br#"["x", ["read"]]"#[..], b"7", b" \"text\" ", b"null"] {
+            match parse_json::<Body>(body) {
+                Err(ApiError::Validation(errors)) => {
+                    assert_eq!(errors[0].pointer.as_deref(), Some(""))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            parse_json::<Body>(b"[1,"),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse_json::<Body>(b""),
+            Err(ApiError::MalformedJson(_))
+        ));
     }
 
     #[test]

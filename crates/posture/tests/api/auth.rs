@@ -55,7 +55,12 @@ async fn missing_malformed_unknown_and_revoked_keys_get_401_problems() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(Tier::Free).await;
 
-    let missing = app.client.get(format!("{}/v1/org", app.address)).send().await.unwrap();
+    let missing = app
+        .client
+        .get(format!("{}/v1/org", app.address))
+        .send()
+        .await
+        .unwrap();
     assert!(missing.headers().contains_key("www-authenticate"));
     assert_problem(missing, 401).await;
 
@@ -64,7 +69,8 @@ async fn missing_malformed_unknown_and_revoked_keys_get_401_problems() {
 
     // A well-formed key (valid checksum) that was never issued.
     let other_tenant = posture_domain::TenantId::new_random();
-    let unknown = posture_domain::ApiKeyToken::generate(other_tenant, &mut rand::rngs::OsRng).expose();
+    let unknown =
+        posture_domain::ApiKeyToken::generate(other_tenant, &mut rand::rngs::OsRng).expose();
     let body = assert_problem(app.get("/v1/org", &unknown).await, 401).await;
     assert_eq!(body["detail"], "The API key is not valid.");
 
@@ -77,7 +83,12 @@ async fn missing_malformed_unknown_and_revoked_keys_get_401_problems() {
     let victim = app.issue_key(tenant.id, &["read"]).await;
     assert_eq!(app.get("/v1/org", &victim).await.status(), 200);
     let key_id = format!("key_{}", &victim[30..42]);
-    assert_eq!(app.delete(&format!("/v1/api-keys/{key_id}"), &tenant.admin_key).await.status(), 204);
+    assert_eq!(
+        app.delete(&format!("/v1/api-keys/{key_id}"), &tenant.admin_key)
+            .await
+            .status(),
+        204
+    );
     // Revocation applies at once on the instance that revoked it, cache or not.
     let body = assert_problem(app.get("/v1/org", &victim).await, 401).await;
     assert_eq!(body["detail"], "The API key has been revoked.");
@@ -86,7 +97,8 @@ async fn missing_malformed_unknown_and_revoked_keys_get_401_problems() {
 /// Recomputes the trailing CRC32 checksum of a token whose body was edited.
 fn fix_checksum(token: &str) -> String {
     let payload = &token[..token.len() - 6];
-    let checksum = posture_domain::base62::encode_fixed(u128::from(crc32(payload.as_bytes())), 6).unwrap();
+    let checksum =
+        posture_domain::base62::encode_fixed(u128::from(crc32(payload.as_bytes())), 6).unwrap();
     format!("{payload}{checksum}")
 }
 
@@ -96,7 +108,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for byte in bytes {
         crc ^= u32::from(*byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -106,7 +122,11 @@ fn crc32(bytes: &[u8]) -> u32 {
 async fn malformed_keys_are_refused_without_touching_the_database() {
     let database = TestDatabase::create().await;
     let upstream = crate::support::database::server();
-    let upstream = (upstream.0.as_str(), upstream.1).to_socket_addrs().unwrap().next().unwrap();
+    let upstream = (upstream.0.as_str(), upstream.1)
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
     let proxy = DbProxy::start(upstream).await;
     let mut config = test_config(&database);
     config.database_url = SecretUrl::new(format!(
@@ -137,11 +157,21 @@ async fn scopes_are_enforced_with_403() {
     let read = app.issue_key(tenant.id, &["read"]).await;
     let write = app.issue_key(tenant.id, &["write"]).await;
     assert_eq!(app.get("/v1/org", &read).await.status(), 200);
-    assert_eq!(app.get("/v1/org", &write).await.status(), 200, "write includes read");
+    assert_eq!(
+        app.get("/v1/org", &write).await.status(),
+        200,
+        "write includes read"
+    );
     for key in [&read, &write] {
         let body = assert_problem(app.get("/v1/api-keys", key).await, 403).await;
         assert_eq!(body["type"], "/problems/forbidden");
-        let create = app.post_json("/v1/api-keys", key, &json!({"name": "x", "scopes": ["admin"]})).await;
+        let create = app
+            .post_json(
+                "/v1/api-keys",
+                key,
+                &json!({"name": "x", "scopes": ["admin"]}),
+            )
+            .await;
         assert_problem(create, 403).await;
     }
 }
@@ -151,7 +181,9 @@ async fn expired_keys_and_suspended_tenants_are_refused() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(Tier::Basic).await;
     let key = app.issue_key(tenant.id, &["read"]).await;
-    let mut owner = PgConnection::connect(&app.database.owner_url()).await.unwrap();
+    let mut owner = PgConnection::connect(&app.database.owner_url())
+        .await
+        .unwrap();
     sqlx::query("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE tenant_id = $1 AND key_id = $2")
         .bind(tenant.id.as_uuid())
         .bind(&key[30..42])
@@ -161,9 +193,13 @@ async fn expired_keys_and_suspended_tenants_are_refused() {
     let body = assert_problem(app.get("/v1/org", &key).await, 401).await;
     assert_eq!(body["detail"], "The API key has expired.");
 
-    posture::store::operator::set_status(&app.owner, tenant.id, posture_domain::TenantStatus::Suspended)
-        .await
-        .unwrap();
+    posture::store::operator::set_status(
+        &app.owner,
+        tenant.id,
+        posture_domain::TenantStatus::Suspended,
+    )
+    .await
+    .unwrap();
     let body = assert_problem(app.get("/v1/org", &tenant.admin_key).await, 403).await;
     assert_eq!(body["type"], "/problems/tenant-suspended");
 }
@@ -172,7 +208,9 @@ async fn expired_keys_and_suspended_tenants_are_refused() {
 async fn revocation_reaches_another_instance_within_five_seconds() {
     let first = TestApp::spawn().await;
     let tenant = first.create_tenant(Tier::Enterprise).await;
-    let shared = TestDatabase { name: first.database.name.clone() };
+    let shared = TestDatabase {
+        name: first.database.name.clone(),
+    };
     let config = test_config(&shared);
     let second = TestApp::spawn_on(shared, config).await;
 
@@ -180,11 +218,19 @@ async fn revocation_reaches_another_instance_within_five_seconds() {
     // The second instance verifies and caches the key.
     assert_eq!(second.get("/v1/org", &key).await.status(), 200);
     let key_id = format!("key_{}", &key[30..42]);
-    assert_eq!(first.delete(&format!("/v1/api-keys/{key_id}"), &tenant.admin_key).await.status(), 204);
+    assert_eq!(
+        first
+            .delete(&format!("/v1/api-keys/{key_id}"), &tenant.admin_key)
+            .await
+            .status(),
+        204
+    );
 
-    let took = eventually(Duration::from_secs(6), || async { second.get("/v1/org", &key).await.status() == 401 })
-        .await
-        .expect("the revoked key still worked on the second instance after 6 s");
+    let took = eventually(Duration::from_secs(6), || async {
+        second.get("/v1/org", &key).await.status() == 401
+    })
+    .await
+    .expect("the revoked key still worked on the second instance after 6 s");
     assert!(took <= Duration::from_secs(5), "revocation took {took:?}");
 }
 
@@ -193,33 +239,54 @@ async fn created_keys_are_shown_once_stored_hashed_and_audited() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(Tier::Basic).await;
     let created = app
-        .post_json("/v1/api-keys", &tenant.admin_key, &json!({"name": " ci pipeline ", "scopes": ["read", "write"]}))
+        .post_json(
+            "/v1/api-keys",
+            &tenant.admin_key,
+            &json!({"name": " ci pipeline ", "scopes": ["read", "write"]}),
+        )
         .await;
     assert_eq!(created.status(), 201);
     let location = created.headers()["location"].to_str().unwrap().to_owned();
-    let request_id = created.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let request_id = created.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let body: Value = created.json().await.unwrap();
     let token = body["key"].as_str().unwrap().to_owned();
     assert!(token.starts_with("sp_live_") && token.len() == 80);
     assert_eq!(body["name"], "ci pipeline");
     assert_eq!(body["scopes"], json!(["read", "write"]));
-    assert_eq!(location, format!("/v1/api-keys/{}", body["id"].as_str().unwrap()));
+    assert_eq!(
+        location,
+        format!("/v1/api-keys/{}", body["id"].as_str().unwrap())
+    );
 
     // The new key works, and is never shown again.
     assert_eq!(app.get("/v1/org", &token).await.status(), 200);
-    let shown: Value = app.get(&location, &tenant.admin_key).await.json().await.unwrap();
+    let shown: Value = app
+        .get(&location, &tenant.admin_key)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(shown.get("key").is_none(), "{shown}");
     assert_eq!(shown["status"], "active");
 
-    let mut owner = PgConnection::connect(&app.database.owner_url()).await.unwrap();
-    let stored: Vec<u8> = sqlx::query_scalar("SELECT secret_hash FROM api_keys WHERE tenant_id = $1 AND key_id = $2")
-        .bind(tenant.id.as_uuid())
-        .bind(&token[30..42])
-        .fetch_one(&mut owner)
+    let mut owner = PgConnection::connect(&app.database.owner_url())
         .await
         .unwrap();
+    let stored: Vec<u8> =
+        sqlx::query_scalar("SELECT secret_hash FROM api_keys WHERE tenant_id = $1 AND key_id = $2")
+            .bind(tenant.id.as_uuid())
+            .bind(&token[30..42])
+            .fetch_one(&mut owner)
+            .await
+            .unwrap();
     use sha2::Digest;
-    assert_eq!(stored, sha2::Sha256::digest(&token.as_bytes()[42..74]).to_vec());
+    assert_eq!(
+        stored,
+        sha2::Sha256::digest(&token.as_bytes()[42..74]).to_vec()
+    );
     let audited: (String, Option<String>) = sqlx::query_as(
         "SELECT actor, request_id FROM audit_log WHERE tenant_id = $1 AND action = 'api_key.created' AND target = $2",
     )
@@ -238,8 +305,12 @@ async fn last_used_at_is_recorded_off_the_request_path() {
     let tenant = app.create_tenant(Tier::Basic).await;
     let key = app.issue_key(tenant.id, &["read"]).await;
     let key_id = key[30..42].to_owned();
-    let mut owner = PgConnection::connect(&app.database.owner_url()).await.unwrap();
-    assert!(read_last_used(&mut owner, &tenant.id, &key_id).await.is_none());
+    let mut owner = PgConnection::connect(&app.database.owner_url())
+        .await
+        .unwrap();
+    assert!(read_last_used(&mut owner, &tenant.id, &key_id)
+        .await
+        .is_none());
     for _ in 0..5 {
         assert_eq!(app.get("/v1/org", &key).await.status(), 200);
     }

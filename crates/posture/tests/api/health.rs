@@ -12,9 +12,19 @@ use std::time::{Duration, Instant};
 #[tokio::test]
 async fn live_and_ready_report_the_pool() {
     let app = TestApp::spawn().await;
-    let live = app.client.get(format!("{}/health/live", app.address)).send().await.unwrap();
+    let live = app
+        .client
+        .get(format!("{}/health/live", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(live.status(), 200);
-    let ready = app.client.get(format!("{}/health/ready", app.address)).send().await.unwrap();
+    let ready = app
+        .client
+        .get(format!("{}/health/ready", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["database"]["status"], "up");
@@ -29,13 +39,26 @@ async fn live_and_ready_report_the_pool() {
 async fn readiness_is_503_while_the_database_is_down_and_recovers_within_5_s() {
     let database = TestDatabase::create().await;
     let (host, port) = crate::support::database::server();
-    let upstream = (host.as_str(), port).to_socket_addrs().unwrap().next().unwrap();
+    let upstream = (host.as_str(), port)
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
     let proxy = DbProxy::start(upstream).await;
     let mut config = test_config(&database);
-    config.database_url =
-        SecretUrl::new(format!("postgres://posture_app:posture_app@127.0.0.1:{}/{}", proxy.port(), database.name));
+    config.database_url = SecretUrl::new(format!(
+        "postgres://posture_app:posture_app@127.0.0.1:{}/{}",
+        proxy.port(),
+        database.name
+    ));
     let app = TestApp::spawn_on(database, config).await;
-    let ready = || async { app.client.get(format!("{}/health/ready", app.address)).send().await.unwrap() };
+    let ready = || async {
+        app.client
+            .get(format!("{}/health/ready", app.address))
+            .send()
+            .await
+            .unwrap()
+    };
     assert_eq!(ready().await.status(), 200);
 
     proxy.stop();
@@ -50,7 +73,10 @@ async fn readiness_is_503_while_the_database_is_down_and_recovers_within_5_s() {
         if ready().await.status() == 200 {
             break;
         }
-        assert!(returned.elapsed() < Duration::from_secs(5), "still not ready 5 s after the database returned");
+        assert!(
+            returned.elapsed() < Duration::from_secs(5),
+            "still not ready 5 s after the database returned"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -64,13 +90,40 @@ async fn metrics_count_requests_by_route_and_status_and_show_the_pool() {
     }
     assert_eq!(app.get("/v1/org", "sp_live_nope").await.status(), 401);
     assert_eq!(app.get("/no/such/path", "x").await.status(), 404);
-    let text = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"posture_http_requests_total{method="GET",route="/v1/org",status="200"} 3"#), "{text}");
-    assert!(text.contains(r#"posture_http_requests_total{method="GET",route="/v1/org",status="401"} 1"#), "{text}");
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            r#"posture_http_requests_total{method="GET",route="/v1/org",status="200"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"posture_http_requests_total{method="GET",route="/v1/org",status="401"} 1"#
+        ),
+        "{text}"
+    );
     // Unmatched paths share one label value, so scanners cannot blow up the series count.
-    assert!(text.contains(r#"route="unmatched",status="404"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"route="unmatched",status="404"} 1"#),
+        "{text}"
+    );
     assert!(text.contains(r#"posture_http_request_duration_seconds_bucket{method="GET",route="/v1/org",status="200",le="+Inf"} 3"#));
-    for gauge in ["posture_db_pool_connections", "posture_db_pool_idle", "posture_db_pool_in_use", "posture_db_pool_waiting", "posture_db_pool_max 4"] {
+    for gauge in [
+        "posture_db_pool_connections",
+        "posture_db_pool_idle",
+        "posture_db_pool_in_use",
+        "posture_db_pool_waiting",
+        "posture_db_pool_max 4",
+    ] {
         assert!(text.contains(gauge), "{gauge} missing");
     }
 }
@@ -80,8 +133,15 @@ async fn metrics_count_requests_by_route_and_status_and_show_the_pool() {
 #[tokio::test]
 async fn openapi_document_matches_the_committed_snapshot() {
     let app = TestApp::spawn().await;
-    let served: Value =
-        app.client.get(format!("{}/openapi.json", app.address)).send().await.unwrap().json().await.unwrap();
+    let served: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let rendered = serde_json::to_string_pretty(&served).unwrap() + "\n";
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
@@ -92,10 +152,23 @@ async fn openapi_document_matches_the_committed_snapshot() {
         committed == rendered,
         "docs/openapi.json is out of date; run the tests with UPDATE_SNAPSHOTS=1 and review the diff"
     );
-    for route in ["/v1/org", "/v1/api-keys", "/v1/api-keys/{id}", "/health/ready"] {
-        assert!(served["paths"][route].is_object(), "{route} missing from the OpenAPI document");
+    for route in [
+        "/v1/org",
+        "/v1/api-keys",
+        "/v1/api-keys/{id}",
+        "/health/ready",
+    ] {
+        assert!(
+            served["paths"][route].is_object(),
+            "{route} missing from the OpenAPI document"
+        );
     }
-    let docs = app.client.get(format!("{}/docs/", app.address)).send().await.unwrap();
+    let docs = app
+        .client
+        .get(format!("{}/docs/", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger-ui"));
 }
@@ -107,6 +180,9 @@ async fn graceful_shutdown_stops_accepting_and_returns_cleanly() {
     assert_eq!(app.get("/v1/org", &tenant.admin_key).await.status(), 200);
     let address = app.address.clone();
     app.stop().await;
-    let after = reqwest::Client::new().get(format!("{address}/health/live")).send().await;
+    let after = reqwest::Client::new()
+        .get(format!("{address}/health/live"))
+        .send()
+        .await;
     assert!(after.is_err(), "the server still answered after shutdown");
 }

@@ -9,4 +9,5 @@ mod cli;
 mod cross_tenant;
 mod errors;
 mod health;
+mod hostile_input;
 mod schema_guard;

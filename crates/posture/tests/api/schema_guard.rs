@@ -31,7 +31,11 @@ async fn every_tenant_table_has_forced_rls_a_policy_and_tenant_leading_keys() {
 
     let mut failures = Vec::new();
     for table in &tables {
-        let tenant_column = if table == "tenants" { "id" } else { "tenant_id" };
+        let tenant_column = if table == "tenants" {
+            "id"
+        } else {
+            "tenant_id"
+        };
         let row = sqlx::query(
             "SELECT c.relrowsecurity, c.relforcerowsecurity,
                     (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) AS policies,
@@ -53,9 +57,13 @@ async fn every_tenant_table_has_forced_rls_a_policy_and_tenant_leading_keys() {
         if row.get::<i64, _>("policies") == 0 {
             failures.push(format!("{table}: no policy"));
         }
-        let expressions: String = row.get::<Option<String>, _>("expressions").unwrap_or_default();
+        let expressions: String = row
+            .get::<Option<String>, _>("expressions")
+            .unwrap_or_default();
         if expressions.matches("app.tenant_id").count() < 2 {
-            failures.push(format!("{table}: policy must check app.tenant_id in USING and WITH CHECK: {expressions}"));
+            failures.push(format!(
+                "{table}: policy must check app.tenant_id in USING and WITH CHECK: {expressions}"
+            ));
         }
 
         // The first column of the primary key, every unique key and every index.
@@ -78,12 +86,16 @@ async fn every_tenant_table_has_forced_rls_a_policy_and_tenant_leading_keys() {
         .await
         .unwrap();
         if primary.as_deref() != Some(tenant_column) {
-            failures.push(format!("{table}: primary key must lead with {tenant_column}, found {primary:?}"));
+            failures.push(format!(
+                "{table}: primary key must lead with {tenant_column}, found {primary:?}"
+            ));
         }
         for (index, column) in leading {
             // tenants.slug is a global catalog key (tenants are the distribution key itself).
             if column != tenant_column && !(table == "tenants" && column == "slug") {
-                failures.push(format!("{table}: index {index} leads with {column}, not {tenant_column}"));
+                failures.push(format!(
+                    "{table}: index {index} leads with {column}, not {tenant_column}"
+                ));
             }
         }
 
@@ -98,11 +110,17 @@ async fn every_tenant_table_has_forced_rls_a_policy_and_tenant_leading_keys() {
         .unwrap();
         for (name, definition) in foreign {
             if !definition.starts_with("FOREIGN KEY (tenant_id") {
-                failures.push(format!("{table}: foreign key {name} does not lead with tenant_id: {definition}"));
+                failures.push(format!(
+                    "{table}: foreign key {name} does not lead with tenant_id: {definition}"
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "schema guard failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "schema guard failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -114,7 +132,10 @@ async fn the_app_role_is_restricted() {
             .fetch_one(&mut connection)
             .await
             .unwrap();
-    assert!(!superuser && !bypass, "the app role must be neither superuser nor BYPASSRLS");
+    assert!(
+        !superuser && !bypass,
+        "the app role must be neither superuser nor BYPASSRLS"
+    );
     let owns_any: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                         WHERE n.nspname = 'public' AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user))",
@@ -123,15 +144,23 @@ async fn the_app_role_is_restricted() {
     .await
     .unwrap();
     assert!(!owns_any, "the app role must not own any table");
-    let statement_timeout: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&mut connection).await.unwrap();
-    assert_ne!(statement_timeout, "0", "the app role needs a statement_timeout");
+    let statement_timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_ne!(
+        statement_timeout, "0",
+        "the app role needs a statement_timeout"
+    );
 }
 
 #[tokio::test]
 async fn without_a_tenant_the_app_role_sees_nothing_and_cannot_insert() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(Tier::Basic).await;
-    let mut connection = PgConnection::connect(&app.database.app_url()).await.unwrap();
+    let mut connection = PgConnection::connect(&app.database.app_url())
+        .await
+        .unwrap();
     let tables = tenant_tables(&mut connection).await;
     assert!(tables.len() >= 3, "{tables:?}");
 
@@ -167,23 +196,35 @@ async fn without_a_tenant_the_app_role_sees_nothing_and_cannot_insert() {
     .bind(tenant.id.as_uuid())
     .execute(&mut connection)
     .await;
-    assert!(key_insert.is_err(), "insert into api_keys without a tenant succeeded");
+    assert!(
+        key_insert.is_err(),
+        "insert into api_keys without a tenant succeeded"
+    );
     let audit_insert = sqlx::query(
         "INSERT INTO audit_log (tenant_id, id, actor, action) VALUES ($1, gen_random_uuid(), 'x', 'y')",
     )
     .bind(tenant.id.as_uuid())
     .execute(&mut connection)
     .await;
-    assert!(audit_insert.is_err(), "insert into audit_log without a tenant succeeded");
-    let tenant_insert = sqlx::query("INSERT INTO tenants (id, slug, name, tier) VALUES (gen_random_uuid(), 'zzz', 'z', 'free')")
-        .execute(&mut connection)
-        .await;
+    assert!(
+        audit_insert.is_err(),
+        "insert into audit_log without a tenant succeeded"
+    );
+    let tenant_insert = sqlx::query(
+        "INSERT INTO tenants (id, slug, name, tier) VALUES (gen_random_uuid(), 'zzz', 'z', 'free')",
+    )
+    .execute(&mut connection)
+    .await;
     assert!(tenant_insert.is_err(), "the app role created a tenant");
 
     // And bound to one tenant, it cannot write rows of another.
     let other = app.create_tenant(Tier::Free).await;
     let mut tx = connection.begin().await.unwrap();
-    sqlx::query("SELECT set_config('app.tenant_id', $1, true)").bind(tenant.id.to_string()).execute(&mut *tx).await.unwrap();
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     let cross = sqlx::query("INSERT INTO audit_log (tenant_id, id, actor, action) VALUES ($1, gen_random_uuid(), 'x', 'y')")
         .bind(other.id.as_uuid())
         .execute(&mut *tx)
