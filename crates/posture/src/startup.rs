@@ -31,6 +31,10 @@ impl Application {
         )
         .context("invalid DATABASE_URL")?;
         wait_until_reachable(&store, Duration::from_secs(config.db_connect_deadline_secs)).await?;
+        store
+            .warm_up(config.db_pool_min)
+            .await
+            .context("opening the pool's minimum connections")?;
         let verifier = KeyVerifier::new(
             store.clone(),
             Duration::from_millis(config.auth_cache_ttl_ms),

@@ -133,6 +133,17 @@ impl Store {
         })
     }
 
+    /// Opens connections until the pool holds `count`, so the first burst of
+    /// requests does not pay for connecting (a lazily built pool opens them only
+    /// on demand).
+    pub async fn warm_up(&self, count: u32) -> Result<(), sqlx::Error> {
+        let mut held = Vec::new();
+        while self.pool.size() < count && held.len() < count as usize {
+            held.push(self.pool.acquire().await?);
+        }
+        Ok(())
+    }
+
     /// Opens a transaction bound to `tenant_id`; row-level security confines every
     /// statement in it to that tenant's rows.
     #[tracing::instrument(level = "debug", skip(self))]

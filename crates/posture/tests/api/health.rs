@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn live_and_ready_report_the_pool() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|config| config.db_pool_min = 3).await;
     let live = app
         .client
         .get(format!("{}/health/live", app.address))
@@ -33,6 +33,8 @@ async fn live_and_ready_report_the_pool() {
         assert!(body["pool"][field].is_u64(), "pool.{field} missing: {body}");
     }
     assert_eq!(body["pool"]["max"], 4);
+    // The pool opened its minimum at start-up, not on demand.
+    assert!(body["pool"]["size"].as_u64().unwrap() >= 3, "{body}");
 }
 
 #[tokio::test]
