@@ -85,7 +85,10 @@ impl Application {
             shutdown,
         } = self;
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
-        let flusher = tokio::spawn(flush_last_used(state.clone(), shutdown.clone()));
+        // The flusher has its own token, cancelled only after the drain, so uses
+        // recorded by requests finishing during the drain are written too.
+        let flusher_stop = CancellationToken::new();
+        let flusher = tokio::spawn(flush_last_used(state.clone(), flusher_stop.clone()));
         tracing::info!(addr = %listener.local_addr()?, "serving");
 
         let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -111,9 +114,16 @@ impl Application {
             }
         }
         // The flusher writes once more on its way out.
-        shutdown.cancel();
+        flusher_stop.cancel();
         let _ = flusher.await;
-        state.store.close().await;
+        // Connections still held by requests that outlived the grace period are
+        // not waited for beyond it.
+        if tokio::time::timeout(grace, state.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database pool did not close within the grace period");
+        }
         tracing::info!("stopped");
         Ok(())
     }

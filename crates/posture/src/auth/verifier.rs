@@ -2,6 +2,7 @@
 
 use super::TenantContext;
 use crate::http::error::ApiError;
+use crate::store::retry::retry_read;
 use crate::store::{api_keys, Store};
 use chrono::Utc;
 use moka::sync::Cache;
@@ -113,13 +114,14 @@ impl KeyVerifier {
     }
 
     async fn look_up(&self, token: &ApiKeyToken) -> Result<Verdict, AuthFailure> {
-        let lookup = async {
+        let found = retry_read(|| async {
             let mut tx = self.store.begin_tenant(token.tenant_id()).await?;
             let found = api_keys::find_credentials(&mut tx, token.key_id()).await?;
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(found)
-        };
-        let found = lookup.await.map_err(|error| {
+            Ok(found)
+        })
+        .await
+        .map_err(|error| {
             tracing::warn!(%error, "API key lookup failed");
             AuthFailure::Unavailable
         })?;

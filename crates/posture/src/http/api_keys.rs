@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use posture_domain::{ApiKeyId, Scope};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -173,6 +173,9 @@ fn decode_cursor(cursor: Cursor) -> Result<KeyPageCursor, ApiError> {
         .parse::<i64>()
         .ok()
         .and_then(DateTime::<Utc>::from_timestamp_micros)
+        // Our cursors hold creation times; anything outside 1970..10000 is forged
+        // and would be out of range for Postgres.
+        .filter(|at| (1970..10_000).contains(&at.year()))
         .ok_or_else(invalid)?;
     let key_id = ApiKeyId::parse(&key_id).ok_or_else(invalid)?;
     Ok(KeyPageCursor { created_at, key_id })

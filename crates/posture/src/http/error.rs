@@ -285,6 +285,20 @@ impl From<sqlx::Error> for ApiError {
         // A write referencing a row that no longer exists (e.g. the tenant was
         // deleted while one of its keys was still cached), or one colliding with
         // a unique key: the state changed under the request, not a server fault.
+        if let sqlx::Error::Database(db) = &error {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or_default();
+            // Class 22 (data exception: out of range, too long, bad encoding) and
+            // check violations: a value the schema refuses.
+            if code.starts_with("22") || code == "23514" {
+                tracing::info!(%error, "value refused by the database answered with 422");
+                return ApiError::Validation(vec![FieldError {
+                    pointer: None,
+                    parameter: None,
+                    detail: "A value is outside what the service accepts.".to_owned(),
+                }]);
+            }
+        }
         let conflict = match &error {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
                 Some("The request refers to something that no longer exists.")

@@ -35,7 +35,7 @@ pub struct Ready {
 /// Result of pinging the database.
 #[derive(Serialize, ToSchema)]
 pub struct DatabaseCheck {
-    /// `up` or `down`.
+    /// `up`, `busy` (reachable, every connection in use) or `down`.
     pub status: &'static str,
     /// Round trip of `SELECT 1`, including acquiring a connection.
     pub latency_ms: Option<f64>,
@@ -68,6 +68,18 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             pool,
         })
         .into_response(),
+        // Every connection busy is load, not an outage: stay in rotation.
+        Ok(Err(sqlx::Error::PoolTimedOut)) if pool.size >= pool.max && pool.idle == 0 => {
+            Json(Ready {
+                status: "ready",
+                database: DatabaseCheck {
+                    status: "busy",
+                    latency_ms: None,
+                },
+                pool,
+            })
+            .into_response()
+        }
         failed => {
             let reason = match failed {
                 Ok(Err(error)) => error.to_string(),

@@ -63,7 +63,7 @@ pub async fn request_context(
     let status = response.status().as_u16();
     state
         .metrics
-        .observe(method.as_str(), &route, status, elapsed);
+        .observe(method_label(&method), &route, status, elapsed);
     span.in_scope(|| {
         let latency_ms = elapsed.as_secs_f64() * 1e3;
         if status >= 500 {
@@ -80,6 +80,22 @@ pub async fn timeout(State(state): State<AppState>, request: Request, next: Next
     match tokio::time::timeout(state.config.request_timeout(), next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+/// The method as a metrics label: HTTP allows any token as a method, so unknown
+/// ones share one label and cannot grow the series count.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     }
 }
 

@@ -163,7 +163,7 @@ pub async fn list(
     let rows: Vec<KeyRow> = sqlx::query_as(&format!(
         "SELECT {KEY_COLUMNS} FROM api_keys
          WHERE tenant_id = $1
-           AND ($2::timestamptz IS NULL OR (created_at, key_id) < ($2, $3))
+           AND (created_at, key_id) < (COALESCE($2, 'infinity'::timestamptz), COALESCE($3, ''))
          ORDER BY created_at DESC, key_id DESC
          LIMIT $4"
     ))

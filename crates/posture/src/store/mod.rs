@@ -159,19 +159,18 @@ impl Store {
     /// A transaction with no tenant bound: for operator work on the owner's pool
     /// (which bypasses row-level security). On the server's pool it sees no tenant rows.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let result = self.pool.begin().await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        result
+        let _waiting = WaitingGuard::enter(&self.waiting);
+        self.pool.begin().await
     }
 
     /// Round-trip time of `SELECT 1`, for readiness.
     pub async fn ping(&self) -> Result<Duration, sqlx::Error> {
         let started = Instant::now();
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let connection = self.pool.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        sqlx::query("SELECT 1").execute(&mut *connection?).await?;
+        let mut connection = {
+            let _waiting = WaitingGuard::enter(&self.waiting);
+            self.pool.acquire().await?
+        };
+        sqlx::query("SELECT 1").execute(&mut *connection).await?;
         Ok(started.elapsed())
     }
 
@@ -196,6 +195,23 @@ impl Store {
     /// Closes every connection, waiting for checked-out ones to come back.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Counts a task as waiting for a connection until dropped, so a cancelled wait
+/// (a request timeout, a client hanging up) is uncounted too.
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl<'a> WaitingGuard<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        WaitingGuard(counter)
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -81,13 +81,16 @@ pub async fn find_tenant(
     store: &Store,
     id_or_slug: &str,
 ) -> Result<Option<TenantRecord>, sqlx::Error> {
+    // A UUID names an id and nothing else: a slug may look like a UUID, and an
+    // operator command must never pick one of two matching tenants at random.
     let by_id = uuid::Uuid::parse_str(id_or_slug).ok();
+    let by_slug = by_id.is_none().then_some(id_or_slug);
     let mut tx = store.begin().await?;
     let row: Option<TenantRow> = sqlx::query_as(&format!(
         "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1 OR slug = $2"
     ))
     .bind(by_id)
-    .bind(id_or_slug)
+    .bind(by_slug)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -168,5 +171,9 @@ pub async fn delete_tenant(store: &Store, tenant_id: TenantId) -> Result<bool, s
         .await?
         .rows_affected();
     tx.commit().await?;
+    if deleted == 1 {
+        // The tenant's own audit log went with it; this line is the record.
+        tracing::info!(%tenant_id, actor = OPERATOR_ACTOR, "tenant deleted with all of its data");
+    }
     Ok(deleted == 1)
 }

@@ -342,6 +342,23 @@ async fn bad_query_parameters_are_422_naming_the_parameter() {
         ("cursor=7c7c7c", "cursor"), // "|||"
         ("limit=10&cursor=abc", "cursor"),
     ];
+    // Well-formed cursors carrying times Postgres cannot store (forged) are the
+    // client's mistake too, not a 500.
+    let forged: Vec<String> = [
+        "-3000000000000000000|AAAAAAAAAAAA",
+        "9223372036854775807|AAAAAAAAAAAA",
+    ]
+    .iter()
+    .map(|text| text.bytes().map(|b| format!("{b:02x}")).collect())
+    .collect();
+    let forged: Vec<(String, &str)> = forged
+        .into_iter()
+        .map(|c| (format!("cursor={c}"), "cursor"))
+        .collect();
+    let cases: Vec<(&str, &str)> = cases
+        .into_iter()
+        .chain(forged.iter().map(|(q, p)| (q.as_str(), *p)))
+        .collect();
     for (query, parameter) in cases {
         let problem = assert_problem(
             app.get(&format!("/v1/api-keys?{query}"), &tenant.admin_key)

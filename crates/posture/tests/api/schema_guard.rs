@@ -231,3 +231,45 @@ async fn without_a_tenant_the_app_role_sees_nothing_and_cannot_insert() {
         .await;
     assert!(cross.is_err(), "a tenant wrote a row of another tenant");
 }
+
+#[tokio::test]
+async fn the_app_role_can_only_record_use_and_revoke_keys_and_revocation_is_final() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(Tier::Basic).await;
+    let key_id = &tenant.admin_key[30..42];
+    let mut connection = PgConnection::connect(&app.database.app_url())
+        .await
+        .unwrap();
+    let mut tx = connection.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    for assignment in [
+        "secret_hash = decode(repeat('00', 32), 'hex')",
+        "scopes = ARRAY['admin']",
+        "expires_at = NULL",
+        "name = 'renamed'",
+    ] {
+        let mut savepoint = tx.begin().await.unwrap();
+        let result = sqlx::query(&format!(
+            "UPDATE api_keys SET {assignment} WHERE key_id = $1"
+        ))
+        .bind(key_id)
+        .execute(&mut *savepoint)
+        .await;
+        assert!(result.is_err(), "the app role could set {assignment}");
+        savepoint.rollback().await.unwrap();
+    }
+    sqlx::query("UPDATE api_keys SET last_used_at = now(), revoked_at = now() WHERE key_id = $1")
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await
+        .expect("recording use and revoking are allowed");
+    let restore = sqlx::query("UPDATE api_keys SET revoked_at = NULL WHERE key_id = $1")
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await;
+    assert!(restore.is_err(), "a revoked key was restored");
+}

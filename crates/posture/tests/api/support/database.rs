@@ -98,7 +98,11 @@ async fn ensure_template(maintenance: &mut PgConnection) -> String {
             .execute(&mut *maintenance)
             .await
             .expect("drop");
-        sqlx::query(&format!("CREATE DATABASE {building}"))
+        // The same encoding and locale as scripts/setup.sh gives the real database,
+        // so tests and production agree on what a character is.
+        sqlx::query(&format!(
+            "CREATE DATABASE {building} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+        ))
             .execute(&mut *maintenance)
             .await
             .expect("create template");
