@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 #
-# Drop the per-test databases a previous test run left behind: every database
-# named posture_test_%, and the template databases posture_tpl_% they are
-# cloned from. Run by `make test` before the suite, so a crashed or killed run
-# cannot make the cluster fill up over time. (It drops them all, so it must
-# not run while another test suite is using the same server.)
+# Drop the per-test databases that earlier test runs left behind, so a crashed
+# or killed run cannot make the cluster fill up over time. Run by
+# scripts/test.sh before the suite.
 #
-# Uses the same server settings and superuser access as scripts/setup.sh.
+# Safe beside a suite running from another clone on the same server: a test
+# database is named posture_test_<unix time>_<random>, and only those older
+# than POSTURE_TEST_DB_MAX_AGE_SECS (default 2 hours) are dropped. Template
+# databases (posture_tpl_<migrations hash>, rebuilt in about a second) are
+# dropped only when no test database is younger than that, i.e. when no suite
+# can be cloning them.
+#
+# It connects as posture_owner, which owns every test database, so it needs
+# no superuser access.
 set -euo pipefail
 
 PROG=drop-test-databases
@@ -14,26 +20,37 @@ PROG=drop-test-databases
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 check_settings
-pg_ready || die "no PostgreSQL answers at $POSTURE_PG_HOST:$POSTURE_PG_PORT; run scripts/setup.sh first"
+max_age=${POSTURE_TEST_DB_MAX_AGE_SECS:-7200}
+[[ $max_age =~ ^[0-9]+$ ]] || die "POSTURE_TEST_DB_MAX_AGE_SECS='$max_age' must be a number of seconds"
 
-# In LIKE, '_' matches any character: escape it (backslash is LIKE's default
-# escape character) so only these exact prefixes match.
-filter="datname LIKE 'posture\\_test\\_%' OR datname LIKE 'posture\\_tpl\\_%'"
+owner_psql() {
+    PGPASSWORD=posture_owner PGCONNECT_TIMEOUT=5 psql "${PSQL_FLAGS[@]}" \
+        -h "$POSTURE_PG_HOST" -p "$POSTURE_PG_PORT" -U posture_owner -d postgres "$@"
+}
+owner_psql -c 'SELECT 1' >/dev/null ||
+    die "cannot connect as posture_owner to $POSTURE_PG_HOST:$POSTURE_PG_PORT; run scripts/setup.sh first"
 
-count=$(as_superuser_psql postgres -c "SELECT count(*) FROM pg_database WHERE $filter")
+# In LIKE, '_' matches any character: escape it so only these prefixes match.
+# The creation time is the third '_'-separated field of a test database name.
+# Names without a time (an older naming scheme) count as stale.
+# CASE, not OR: SQL does not promise to skip the cast for a non-numeric name.
+stale_tests="datname LIKE 'posture\\_test\\_%' AND CASE
+    WHEN split_part(datname, '_', 3) ~ '^[0-9]{1,18}\$'
+    THEN split_part(datname, '_', 3)::bigint < extract(epoch FROM now())::bigint - $max_age
+    ELSE true END"
+recent_tests="datname LIKE 'posture\\_test\\_%' AND NOT ($stale_tests)"
+templates="datname LIKE 'posture\\_tpl\\_%'
+    AND NOT EXISTS (SELECT 1 FROM pg_database WHERE $recent_tests)"
+
+count=$(owner_psql -c "SELECT count(*) FROM pg_database WHERE ($stale_tests) OR ($templates)")
 ((count > 0)) || exit 0
 
-# \gexec runs each generated statement on its own, outside any transaction,
-# which DROP DATABASE requires. A template database cannot be dropped until
-# it is unmarked; WITH (FORCE) ends sessions still connected to it (e.g. from
-# a test process that was killed mid-run). IF EXISTS: tolerate a database
-# that disappeared meanwhile.
-as_superuser_psql postgres <<SQL
+# \gexec runs each generated DROP on its own, outside a transaction, as DROP
+# DATABASE requires. WITH (FORCE) ends sessions a killed test process left.
+owner_psql <<SQL
 SET client_min_messages = warning;
-SELECT format('ALTER DATABASE %I IS_TEMPLATE false', datname)
-  FROM pg_database WHERE datistemplate AND ($filter) \\gexec
 SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', datname)
-  FROM pg_database WHERE $filter \\gexec
+  FROM pg_database WHERE ($stale_tests) OR ($templates) \gexec
 SQL
 
 say "dropped $count stale test database(s)"

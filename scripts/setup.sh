@@ -274,11 +274,34 @@ ensure_redis() {
 
 # ------------------------------------------------------------------ main --
 
+# True when the roles and the database are already as ensure_roles and
+# ensure_database leave them, checked by logging in as the roles themselves.
+# Then no superuser access is needed, so a developer without root (after one
+# `sudo bash scripts/setup.sh`) can run the README's commands.
+roles_and_database_ready() {
+    local owner_ok app_ok
+    owner_ok=$(PGPASSWORD=posture_owner PGCONNECT_TIMEOUT=5 psql "${PSQL_FLAGS[@]}" \
+        -h "$POSTURE_PG_HOST" -p "$POSTURE_PG_PORT" -U posture_owner -d "$POSTURE_PG_DB" -c \
+        "SELECT r.rolcreatedb AND r.rolbypassrls AND NOT r.rolsuper
+                AND d.datdba = r.oid AND pg_encoding_to_char(d.encoding) = 'UTF8'
+         FROM pg_roles r, pg_database d
+         WHERE r.rolname = current_user AND d.datname = current_database()" 2>/dev/null) || return 1
+    app_ok=$(PGPASSWORD=posture_app PGCONNECT_TIMEOUT=5 psql "${PSQL_FLAGS[@]}" \
+        -h "$POSTURE_PG_HOST" -p "$POSTURE_PG_PORT" -U posture_app -d "$POSTURE_PG_DB" -c \
+        "SELECT NOT rolsuper AND NOT rolbypassrls AND NOT rolcreatedb
+                AND current_setting('statement_timeout') <> '0'
+                AND current_setting('idle_in_transaction_session_timeout') <> '0'
+         FROM pg_roles WHERE rolname = current_user" 2>/dev/null) || return 1
+    [[ $owner_ok == t && $app_ok == t ]]
+}
+
 check_settings
 ensure_postgres_running
 ensure_psql
-ensure_roles
-ensure_database
+if ! roles_and_database_ready; then
+    ensure_roles
+    ensure_database
+fi
 ensure_redis
 
 printf 'setup: postgres %s:%s db=%s ok; redis %s:%s ok\n' \

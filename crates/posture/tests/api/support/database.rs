@@ -38,7 +38,16 @@ impl TestDatabase {
     pub async fn create() -> TestDatabase {
         let mut maintenance = connect_maintenance().await;
         let template = ensure_template(&mut maintenance).await;
-        let name = format!("posture_test_{}", uuid::Uuid::new_v4().simple());
+        // The creation time in the name lets scripts/drop-test-databases.sh remove
+        // only databases old enough not to belong to a suite running right now.
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or_default();
+        let name = format!(
+            "posture_test_{created}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .execute(&mut maintenance)
             .await
