@@ -5,7 +5,9 @@
 //! ("parse, don't validate") so the rest of the system handles only valid values.
 
 pub mod api_key;
+pub mod asset;
 pub mod base62;
+pub mod ids;
 pub mod scope;
 pub mod tenant;
 pub mod tier;

@@ -1,0 +1,116 @@
+//! Prefixed identifiers: `ast_…`, `scn_…`, `fnd_…`.
+//!
+//! Each is a UUIDv7 (time ordered, so indexes stay append-mostly) shown as a
+//! prefix and 22 base62 characters. Distinct types make it impossible to pass a
+//! scan id where a finding id is expected, and the prefix makes a pasted id say
+//! what it is.
+
+use crate::base62;
+use serde::{Serialize, Serializer};
+use std::fmt;
+use uuid::Uuid;
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// The prefix shown before the base62 part.
+            pub const PREFIX: &'static str = concat!($prefix, "_");
+
+            /// A new time-ordered id.
+            pub fn new() -> Self {
+                $name(Uuid::now_v7())
+            }
+
+            /// Wraps a UUID read from the database.
+            pub const fn from_uuid(id: Uuid) -> Self {
+                $name(id)
+            }
+
+            /// The UUID, for the database.
+            pub const fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+
+            /// Parses the prefixed form; `None` for anything else (the caller
+            /// answers 404 for a malformed id in a path).
+            pub fn parse(text: &str) -> Option<Self> {
+                let body = text.strip_prefix(Self::PREFIX)?;
+                if body.len() != base62::U128_WIDTH {
+                    return None;
+                }
+                base62::decode(body).map(|value| $name(Uuid::from_u128(value)))
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let body = base62::encode_fixed(self.0.as_u128(), base62::U128_WIDTH)
+                    .expect("a u128 fits 22 base62 characters");
+                write!(f, "{}{body}", Self::PREFIX)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// An asset: something that gets scanned.
+    AssetId,
+    "ast"
+);
+prefixed_id!(
+    /// A submitted scan report.
+    ScanId,
+    "scn"
+);
+prefixed_id!(
+    /// A de-duplicated finding.
+    FindingId,
+    "fnd"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_keep_their_kind() {
+        let asset = AssetId::new();
+        let text = asset.to_string();
+        assert!(text.starts_with("ast_") && text.len() == 26, "{text}");
+        assert_eq!(AssetId::parse(&text), Some(asset));
+        assert_eq!(ScanId::parse(&text), None, "an asset id is not a scan id");
+        assert_eq!(AssetId::parse("ast_short"), None);
+        assert_eq!(
+            AssetId::parse(&format!("ast_{}", "z".repeat(22))),
+            None,
+            "overflow"
+        );
+        assert_eq!(
+            FindingId::parse(&FindingId::new().to_string()).is_some(),
+            true
+        );
+    }
+
+    #[test]
+    fn ids_are_time_ordered() {
+        let first = ScanId::new();
+        let second = ScanId::new();
+        assert!(first.as_uuid() < second.as_uuid());
+    }
+}
