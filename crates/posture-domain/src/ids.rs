@@ -101,10 +101,7 @@ mod tests {
             None,
             "overflow"
         );
-        assert_eq!(
-            FindingId::parse(&FindingId::new().to_string()).is_some(),
-            true
-        );
+        assert!(FindingId::parse(&FindingId::new().to_string()).is_some());
     }
 
     #[test]
