@@ -83,6 +83,15 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
     pub log_filter: String,
+    pub workers: usize,
+    pub job_lease_secs: u64,
+    pub job_max_attempts: i32,
+    pub job_retry_base_ms: u64,
+    pub job_poll_interval_ms: u64,
+    pub scan_max_bytes_free: usize,
+    pub scan_max_bytes_basic: usize,
+    pub scan_max_bytes_premium: usize,
+    pub scan_max_bytes_enterprise: usize,
 }
 
 impl Default for Config {
@@ -112,6 +121,15 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
             log_filter: "info".to_owned(),
+            workers: 2,
+            job_lease_secs: 300,
+            job_max_attempts: 5,
+            job_retry_base_ms: 2_000,
+            job_poll_interval_ms: 1_000,
+            scan_max_bytes_free: 5 * 1024 * 1024,
+            scan_max_bytes_basic: 20 * 1024 * 1024,
+            scan_max_bytes_premium: 50 * 1024 * 1024,
+            scan_max_bytes_enterprise: 100 * 1024 * 1024,
         }
     }
 }
@@ -150,7 +168,16 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_LAST_USED_FLUSH_SECS", toml_key: "last_used_flush_secs", default: "5", meaning: "How often API keys' last_used_at is written (each key at most once a minute)." },
     SettingDoc { env: "POSTURE_SHUTDOWN_GRACE_SECS", toml_key: "shutdown_grace_secs", default: "30", meaning: "On SIGTERM/SIGINT, how long in-flight requests may take to finish." },
     SettingDoc { env: "POSTURE_LOG_FORMAT", toml_key: "log_format", default: "text", meaning: "`text` or `json` (one object per line, with request_id and tenant_id)." },
-    SettingDoc { env: "POSTURE_LOG", toml_key: "log_filter", default: "info", meaning: "Log filter in tracing's EnvFilter syntax, e.g. `info,posture=debug`." },
+        SettingDoc { env: "POSTURE_LOG", toml_key: "log_filter", default: "info", meaning: "Log filter in tracing's EnvFilter syntax, e.g. `info,posture=debug`." },
+    SettingDoc { env: "POSTURE_WORKERS", toml_key: "workers", default: "2", meaning: "Job workers inside `posture serve` (0: none; run `posture worker` elsewhere). `posture worker` uses at least 1." },
+    SettingDoc { env: "POSTURE_JOB_LEASE_SECS", toml_key: "job_lease_secs", default: "300", meaning: "How long a claimed job is held; a crashed worker's job is taken over after this." },
+    SettingDoc { env: "POSTURE_JOB_MAX_ATTEMPTS", toml_key: "job_max_attempts", default: "5", meaning: "Attempts before a job is dead (visible on its scan)." },
+    SettingDoc { env: "POSTURE_JOB_RETRY_BASE_MS", toml_key: "job_retry_base_ms", default: "2000", meaning: "First retry delay of a failed job; each later one is four times longer (±25 % jitter, at most 1 h)." },
+    SettingDoc { env: "POSTURE_JOB_POLL_INTERVAL_MS", toml_key: "job_poll_interval_ms", default: "1000", meaning: "Idle workers look for due jobs this often even without a notification." },
+    SettingDoc { env: "POSTURE_SCAN_MAX_BYTES_FREE", toml_key: "scan_max_bytes_free", default: "5242880", meaning: "Largest scan report a free-tier tenant may submit (413 above)." },
+    SettingDoc { env: "POSTURE_SCAN_MAX_BYTES_BASIC", toml_key: "scan_max_bytes_basic", default: "20971520", meaning: "Largest scan report for the basic tier." },
+    SettingDoc { env: "POSTURE_SCAN_MAX_BYTES_PREMIUM", toml_key: "scan_max_bytes_premium", default: "52428800", meaning: "Largest scan report for the premium tier." },
+    SettingDoc { env: "POSTURE_SCAN_MAX_BYTES_ENTERPRISE", toml_key: "scan_max_bytes_enterprise", default: "104857600", meaning: "Largest scan report for the enterprise tier." },
 ];
 
 impl Config {
@@ -263,6 +290,39 @@ impl Config {
             "POSTURE_SHUTDOWN_GRACE_SECS",
             &mut self.shutdown_grace_secs,
         )?;
+        set(&env, "POSTURE_WORKERS", &mut self.workers)?;
+        set(&env, "POSTURE_JOB_LEASE_SECS", &mut self.job_lease_secs)?;
+        set(&env, "POSTURE_JOB_MAX_ATTEMPTS", &mut self.job_max_attempts)?;
+        set(
+            &env,
+            "POSTURE_JOB_RETRY_BASE_MS",
+            &mut self.job_retry_base_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_JOB_POLL_INTERVAL_MS",
+            &mut self.job_poll_interval_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_SCAN_MAX_BYTES_FREE",
+            &mut self.scan_max_bytes_free,
+        )?;
+        set(
+            &env,
+            "POSTURE_SCAN_MAX_BYTES_BASIC",
+            &mut self.scan_max_bytes_basic,
+        )?;
+        set(
+            &env,
+            "POSTURE_SCAN_MAX_BYTES_PREMIUM",
+            &mut self.scan_max_bytes_premium,
+        )?;
+        set(
+            &env,
+            "POSTURE_SCAN_MAX_BYTES_ENTERPRISE",
+            &mut self.scan_max_bytes_enterprise,
+        )?;
         if let Some(format) = env("POSTURE_LOG_FORMAT") {
             self.log_format = match format.trim() {
                 "text" => LogFormat::Text,
@@ -287,10 +347,44 @@ impl Config {
         if self.auth_cache_ttl_ms > 5_000 {
             bail!("auth_cache_ttl_ms must be at most 5000: a revoked key must stop working within 5 s");
         }
+        if !(1..=100).contains(&self.job_max_attempts) {
+            bail!("job_max_attempts must be between 1 and 100");
+        }
         if self.max_body_bytes == 0 || self.request_timeout_ms == 0 {
             bail!("max_body_bytes and request_timeout_ms must be positive");
         }
         Ok(())
+    }
+
+    /// Largest scan report a tenant of `tier` may submit.
+    pub fn scan_max_bytes(&self, tier: posture_domain::Tier) -> usize {
+        use posture_domain::Tier;
+        match tier {
+            Tier::Free => self.scan_max_bytes_free,
+            Tier::Basic => self.scan_max_bytes_basic,
+            Tier::Premium => self.scan_max_bytes_premium,
+            Tier::Enterprise => self.scan_max_bytes_enterprise,
+        }
+    }
+
+    /// The largest scan report of any tier (the stored-report decompression bound).
+    pub fn scan_max_bytes_any(&self) -> usize {
+        posture_domain::Tier::ALL
+            .into_iter()
+            .map(|tier| self.scan_max_bytes(tier))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Worker behaviour, with `count` workers.
+    pub fn worker_settings(&self, count: usize) -> crate::jobs::worker::WorkerSettings {
+        crate::jobs::worker::WorkerSettings {
+            count,
+            lease: Duration::from_secs(self.job_lease_secs.max(1)),
+            retry_base: Duration::from_millis(self.job_retry_base_ms),
+            poll_interval: Duration::from_millis(self.job_poll_interval_ms.max(10)),
+            max_report_bytes: self.scan_max_bytes_any(),
+        }
     }
 
     /// How long a request may run.

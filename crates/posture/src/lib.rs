@@ -8,6 +8,8 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod ingest;
+pub mod jobs;
 pub mod startup;
 pub mod state;
 pub mod store;

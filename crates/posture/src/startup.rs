@@ -4,6 +4,7 @@ use crate::auth::{KeyVerifier, LastUsedRecorder};
 use crate::config::Config;
 use crate::http;
 use crate::http::metrics::Metrics;
+use crate::jobs::worker::spawn_workers;
 use crate::state::AppState;
 use crate::store::{wait_until_reachable, PoolSettings, Store};
 use anyhow::Context;
@@ -89,6 +90,13 @@ impl Application {
         // recorded by requests finishing during the drain are written too.
         let flusher_stop = CancellationToken::new();
         let flusher = tokio::spawn(flush_last_used(state.clone(), flusher_stop.clone()));
+        // Workers stop after the HTTP drain, finishing the job in hand.
+        let workers_stop = CancellationToken::new();
+        let workers = spawn_workers(
+            state.store.clone(),
+            state.config.worker_settings(state.config.workers),
+            workers_stop.clone(),
+        );
         tracing::info!(addr = %listener.local_addr()?, "serving");
 
         let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -112,6 +120,13 @@ impl Application {
                 );
                 server.abort();
             }
+        }
+        workers_stop.cancel();
+        if tokio::time::timeout(grace, futures_join_all(workers))
+            .await
+            .is_err()
+        {
+            tracing::warn!("workers did not finish their jobs within the grace period");
         }
         // The flusher writes once more on its way out.
         flusher_stop.cancel();
@@ -170,4 +185,11 @@ pub fn cancel_on_signals(token: CancellationToken) {
         }
         token.cancel();
     });
+}
+
+/// Waits for every task (their results are logged by the tasks themselves).
+pub async fn futures_join_all(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for handle in handles {
+        let _ = handle.await;
+    }
 }

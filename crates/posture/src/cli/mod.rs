@@ -4,7 +4,8 @@ mod admin;
 mod demo;
 
 use crate::config::{Config, SETTINGS};
-use crate::startup::{cancel_on_signals, Application};
+use crate::jobs::worker::spawn_workers;
+use crate::startup::{cancel_on_signals, futures_join_all, Application};
 use crate::store::{wait_until_reachable, PoolSettings, Store, MIGRATOR};
 use crate::telemetry;
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (connects as the application role, DATABASE_URL).
     Serve,
+    /// Run job workers only (no HTTP), for scaling processing out.
+    Worker,
     /// Apply database migrations (as the owner, POSTURE_ADMIN_DATABASE_URL).
     Migrate,
     /// Operator commands: tenants and API keys (as the owner).
@@ -49,6 +52,7 @@ pub async fn main() -> ExitCode {
     telemetry::init(&config);
     let outcome = match cli.command {
         Command::Serve => serve(config).await,
+        Command::Worker => worker(config).await,
         Command::Migrate => migrate(&config).await,
         Command::Admin { command } => admin::run(&config, command).await,
         Command::Demo => demo::run(&config).await,
@@ -71,6 +75,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let application = Application::build(config).await?;
     cancel_on_signals(application.shutdown_token());
     application.run_until_stopped().await
+}
+
+async fn worker(config: Config) -> anyhow::Result<()> {
+    let store = Store::connect_lazy(
+        config.database_url.expose(),
+        &PoolSettings::from_config(&config),
+    )?;
+    wait_until_reachable(&store, Duration::from_secs(config.db_connect_deadline_secs)).await?;
+    let count = config.workers.max(1);
+    tracing::info!(count, "starting workers");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    cancel_on_signals(shutdown.clone());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let workers = spawn_workers(store.clone(), config.worker_settings(count), stop.clone());
+    shutdown.cancelled().await;
+    stop.cancel();
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    if tokio::time::timeout(grace, futures_join_all(workers))
+        .await
+        .is_err()
+    {
+        tracing::warn!("workers did not finish their jobs within the grace period");
+    }
+    store.close().await;
+    Ok(())
 }
 
 /// Connects a small pool as the schema owner, for one-shot commands.

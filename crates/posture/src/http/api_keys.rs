@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use posture_domain::{ApiKeyId, Scope};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -135,25 +135,19 @@ pub async fn list(
     let limit = query.limit()?;
     let after = query.cursor()?.map(decode_cursor).transpose()?;
     // One extra row tells whether another page exists.
-    let mut records = retry_read(|| async {
+    let records = retry_read(|| async {
         let mut tx = state.store.begin_tenant(context.tenant_id).await?;
         let records = api_keys::list(&mut tx, after.as_ref(), limit + 1).await?;
         tx.commit().await?;
         Ok(records)
     })
     .await?;
-    let has_more = records.len() > limit as usize;
-    records.truncate(limit as usize);
-    let next_cursor = has_more.then(|| records.last()).flatten().map(|last| {
-        Cursor::encode(&[
-            &last.created_at.timestamp_micros().to_string(),
-            last.key_id.as_str(),
-        ])
-    });
-    Ok(Json(Page {
-        data: records.into_iter().map(ApiKeyView::from).collect(),
-        next_cursor,
-    }))
+    Ok(Json(Page::from_rows(
+        records,
+        limit,
+        |last| Cursor::encode_time_and_id(last.created_at, last.key_id.as_str()),
+        ApiKeyView::from,
+    )))
 }
 
 /// A page of API keys (for the OpenAPI document).
@@ -166,18 +160,7 @@ pub struct ApiKeyPage {
 }
 
 fn decode_cursor(cursor: Cursor) -> Result<KeyPageCursor, ApiError> {
-    let invalid =
-        || ApiError::invalid_parameter("cursor", "is not a cursor this endpoint returned");
-    let [micros, key_id] = cursor.parts::<2>().ok_or_else(invalid)?;
-    let created_at = micros
-        .parse::<i64>()
-        .ok()
-        .and_then(DateTime::<Utc>::from_timestamp_micros)
-        // Our cursors hold creation times; anything outside 1970..10000 is forged
-        // and would be out of range for Postgres.
-        .filter(|at| (1970..10_000).contains(&at.year()))
-        .ok_or_else(invalid)?;
-    let key_id = ApiKeyId::parse(&key_id).ok_or_else(invalid)?;
+    let (created_at, key_id) = cursor.time_and_id(ApiKeyId::parse)?;
     Ok(KeyPageCursor { created_at, key_id })
 }
 

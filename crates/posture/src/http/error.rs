@@ -9,6 +9,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use posture_domain::report::ReportErrorKind;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -161,6 +162,9 @@ pub enum ApiError {
     /// The body exceeds the limit.
     #[error("payload too large")]
     PayloadTooLarge,
+    /// A submitted scan report that cannot be read: where and why.
+    #[error("invalid report: {0}")]
+    InvalidReport(posture_domain::report::ReportError),
     /// The request conflicts with the current state.
     #[error("conflict: {0}")]
     Conflict(String),
@@ -196,6 +200,12 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::InvalidReport(error) => match error.kind {
+                ReportErrorKind::InvalidUtf8 | ReportErrorKind::Malformed => {
+                    StatusCode::BAD_REQUEST
+                }
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            },
             ApiError::Unavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -227,6 +237,22 @@ impl ApiError {
                 Problem::for_status(status).with_detail("Send the body as application/json.")
             }
             ApiError::PayloadTooLarge => Problem::for_status(status),
+            ApiError::InvalidReport(error) => {
+                let mut problem = Problem {
+                    errors: vec![FieldError::at(error.pointer.clone(), error.message.clone())],
+                    ..Problem::new(status, "invalid-report", "Invalid report").with_detail(format!(
+                        "The report cannot be read ({}): {}",
+                        error.kind, error.message
+                    ))
+                };
+                let mut extensions = serde_json::Map::new();
+                extensions.insert(
+                    "report_error".into(),
+                    serde_json::Value::from(error.kind.as_str()),
+                );
+                problem.extensions = Some(extensions);
+                problem
+            }
             ApiError::Conflict(detail) => {
                 Problem::new(status, "conflict", "Conflict").with_detail(detail)
             }

@@ -1,14 +1,17 @@
 //! The HTTP API: routes, extractors, errors and the middleware stack.
 
 pub mod api_keys;
+pub mod assets;
 pub mod error;
 pub mod extract;
+pub mod findings;
 pub mod health;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod org;
 pub mod pagination;
+pub mod scans;
 
 use crate::auth;
 use crate::state::AppState;
@@ -30,6 +33,25 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/api-keys/{id}",
             get(api_keys::get).delete(api_keys::revoke),
+        )
+        .route("/v1/assets", get(assets::list).post(assets::create))
+        .route(
+            "/v1/assets/{id}",
+            get(assets::get)
+                .patch(assets::update)
+                .delete(assets::delete),
+        )
+        // The scan body is read in the handler against the tier's report limit.
+        .route("/v1/scans", get(scans::list).post(scans::submit))
+        .route("/v1/scans/{id}", get(scans::get))
+        .route("/v1/findings", get(findings::list))
+        .route(
+            "/v1/findings/triage",
+            axum::routing::post(findings::bulk_triage),
+        )
+        .route(
+            "/v1/findings/{id}",
+            get(findings::get).patch(findings::triage),
         )
         // route_layer: only matched routes authenticate, so an unknown path is a
         // 404 rather than a 401.

@@ -1,6 +1,7 @@
 //! Cursor pagination shared by every list endpoint.
 
 use super::error::ApiError;
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -20,6 +21,12 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
+    /// From a list endpoint's own query struct (serde's `flatten` would turn
+    /// numbers into strings with query strings, so endpoints repeat the two fields).
+    pub fn new(limit: Option<u32>, cursor: Option<String>) -> Self {
+        PageQuery { limit, cursor }
+    }
+
     /// The page size, checked against the bounds.
     pub fn limit(&self) -> Result<u32, ApiError> {
         match self.limit {
@@ -48,6 +55,30 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows, fetched in order: the extra row
+    /// only tells that another page exists, and `cursor_of` the last row shown
+    /// is where the next page starts.
+    pub fn from_rows<R>(
+        mut rows: Vec<R>,
+        limit: u32,
+        cursor_of: impl Fn(&R) -> String,
+        view: impl FnMut(R) -> T,
+    ) -> Page<T> {
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if has_more {
+            rows.last().map(cursor_of)
+        } else {
+            None
+        };
+        Page {
+            data: rows.into_iter().map(view).collect(),
+            next_cursor,
+        }
+    }
+}
+
 /// An opaque position in a list: its parts hex-encoded so clients treat it as a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor(String);
@@ -74,6 +105,30 @@ impl Cursor {
             .collect::<Result<Vec<u8>, _>>()
             .map_err(|_| invalid())?;
         String::from_utf8(bytes).map(Cursor).map_err(|_| invalid())
+    }
+
+    /// Encodes the (time, id) sort key of lists ordered newest first.
+    pub fn encode_time_and_id(at: DateTime<Utc>, id: &str) -> String {
+        Cursor::encode(&[&at.timestamp_micros().to_string(), id])
+    }
+
+    /// Decodes a (time, id) cursor, parsing the id with `parse_id`. Times outside
+    /// 1970..10000 can only be forged and would be out of range for Postgres.
+    pub fn time_and_id<T>(
+        &self,
+        parse_id: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<(DateTime<Utc>, T), ApiError> {
+        let invalid =
+            || ApiError::invalid_parameter("cursor", "is not a cursor this endpoint returned");
+        let [micros, id] = self.parts::<2>().ok_or_else(invalid)?;
+        let at = micros
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::<Utc>::from_timestamp_micros)
+            .filter(|at| (1970..10_000).contains(&at.year()))
+            .ok_or_else(invalid)?;
+        let id = parse_id(&id).ok_or_else(invalid)?;
+        Ok((at, id))
     }
 
     /// Splits the cursor into exactly `N` parts.

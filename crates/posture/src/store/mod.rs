@@ -8,10 +8,14 @@
 //! pool connected as the schema owner.
 
 pub mod api_keys;
+pub mod assets;
 pub mod audit;
 mod connect;
+pub mod finding_queries;
+pub mod findings;
 pub mod operator;
 pub mod retry;
+pub mod scans;
 pub mod tenants;
 
 use posture_domain::TenantId;

@@ -7,6 +7,8 @@
 //!   of A's ids of that kind and must answer exactly what an unknown id gets (404).
 //! - [`LIST_ROUTES`]: collection routes. B pages through each with a small limit and
 //!   must find none of A's ids (while finding its own, so the check is not vacuous).
+//! - [`probe_body`]: a valid body for id routes that take one (PATCH), so B's request
+//!   reaches the lookup instead of being refused for its body.
 //!
 //! Object kinds ([`Kind`]) name the placeholder in the path template and where to
 //! collect the tenant's ids from; add a kind when a route addresses a new object.
@@ -22,15 +24,24 @@ use std::collections::BTreeSet;
 enum Kind {
     /// `key_…` ids, listed by `GET /v1/api-keys`.
     ApiKey,
+    /// `ast_…` ids, listed by `GET /v1/assets`.
+    Asset,
+    /// `scn_…` ids, listed by `GET /v1/scans`.
+    Scan,
+    /// `fnd_…` ids, listed by `GET /v1/findings`.
+    Finding,
 }
 
 impl Kind {
-    const ALL: &'static [Kind] = &[Kind::ApiKey];
+    const ALL: &'static [Kind] = &[Kind::ApiKey, Kind::Asset, Kind::Scan, Kind::Finding];
 
     /// The placeholder in path templates.
     fn placeholder(self) -> &'static str {
         match self {
             Kind::ApiKey => "{api_key}",
+            Kind::Asset => "{asset}",
+            Kind::Scan => "{scan}",
+            Kind::Finding => "{finding}",
         }
     }
 
@@ -38,13 +49,25 @@ impl Kind {
     fn list_route(self) -> &'static str {
         match self {
             Kind::ApiKey => "/v1/api-keys",
+            Kind::Asset => "/v1/assets",
+            Kind::Scan => "/v1/scans",
+            Kind::Finding => "/v1/findings",
         }
+    }
+
+    /// The prefix of this kind's ids (`key_`, `ast_`).
+    fn id_prefix(self) -> &'static str {
+        let unknown = self.unknown_id();
+        &unknown[..=unknown.find('_').expect("prefixed ids")]
     }
 
     /// A well-formed id that exists in no tenant: the baseline 404.
     fn unknown_id(self) -> &'static str {
         match self {
             Kind::ApiKey => "key_000000000000",
+            Kind::Asset => "ast_0000000000000000000000",
+            Kind::Scan => "scn_0000000000000000000000",
+            Kind::Finding => "fnd_0000000000000000000000",
         }
     }
 }
@@ -54,10 +77,36 @@ impl Kind {
 const ID_ROUTES: &[(&str, &str, Kind)] = &[
     ("GET", "/v1/api-keys/{api_key}", Kind::ApiKey),
     ("DELETE", "/v1/api-keys/{api_key}", Kind::ApiKey),
+    ("GET", "/v1/assets/{asset}", Kind::Asset),
+    ("PATCH", "/v1/assets/{asset}", Kind::Asset),
+    ("DELETE", "/v1/assets/{asset}", Kind::Asset),
+    ("GET", "/v1/scans/{scan}", Kind::Scan),
+    ("GET", "/v1/findings/{finding}", Kind::Finding),
+    ("PATCH", "/v1/findings/{finding}", Kind::Finding),
 ];
 
 /// Collection routes (paginated with `limit`/`cursor`, items carry `id`).
-const LIST_ROUTES: &[&str] = &["/v1/api-keys"];
+const LIST_ROUTES: &[&str] = &["/v1/api-keys", "/v1/assets", "/v1/scans", "/v1/findings"];
+
+/// A valid body for the id routes that take one, so B's request gets as far as the
+/// lookup (a missing body would be refused first, proving nothing about isolation).
+fn probe_body(method: &str, template: &str) -> Option<Value> {
+    match (method, template) {
+        ("PATCH", "/v1/assets/{asset}") => Some(json!({ "criticality": "low", "tags": ["b"] })),
+        ("PATCH", "/v1/findings/{finding}") => {
+            Some(json!({ "status": "false_positive", "reason": "b says so" }))
+        }
+        _ => None,
+    }
+}
+
+/// The assets each tenant creates: the same kinds and names in both, since names
+/// are unique only within a tenant.
+const ASSETS: &[(&str, &str)] = &[
+    ("repository", "github.com/acme/api"),
+    ("host", "db-1.internal"),
+    ("domain", "acme.example"),
+];
 
 /// Two tenants with data, and the keys to act as them.
 struct World {
@@ -82,12 +131,61 @@ impl World {
         for name in ["b-one", "b-two", "b-three"] {
             create_key(&app, &b.admin_key, name, json!(["read"])).await;
         }
+        for tenant in [&a, &b] {
+            for (kind, name) in ASSETS {
+                let body = json!({ "kind": kind, "name": name, "tags": ["shared"] });
+                let response = app.post_json("/v1/assets", &tenant.admin_key, &body).await;
+                assert_eq!(response.status(), 201, "creating {body}");
+            }
+            // Three scans, so scans (like findings) span several pages at limit 2.
+            for _ in 0..3 {
+                submit_scan(&app, &tenant.admin_key).await;
+            }
+        }
         World { app, a, b, a_extra }
     }
 
     /// Every id of `kind` that `tenant` owns, as its own listing shows them.
     async fn ids(&self, tenant: &TestTenant, kind: Kind) -> BTreeSet<String> {
         list_all(&self.app, kind.list_route(), &tenant.admin_key).await
+    }
+}
+
+/// Submits a small SARIF report for the tenant's repository and waits until it is
+/// processed, so the tenant has scans and findings.
+async fn submit_scan(app: &TestApp, key: &str) {
+    let results: Vec<Value> = (1..=3)
+        .map(|line| {
+            json!({"ruleId": "rule", "level": "error", "message": {"text": "issue"},
+                   "locations": [{"physicalLocation": {"artifactLocation": {"uri": "a.py"}, "region": {"startLine": line}}}]})
+        })
+        .collect();
+    let report = json!({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "semgrep"}}, "results": results}]});
+    let response = app
+        .client
+        .post(format!(
+            "{}/v1/scans?asset_kind=repository&asset_name=github.com/acme/api&scope=full",
+            app.address
+        ))
+        .bearer_auth(key)
+        .header("content-type", "application/sarif+json")
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    loop {
+        let scan: Value = app.get(&location, key).await.json().await.unwrap();
+        if scan["status"] == "succeeded" {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "scan not processed: {scan}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
 
@@ -155,16 +253,27 @@ async fn cursors(app: &TestApp, route: &str, key: &str) -> Vec<String> {
     panic!("{route}: more than 100 pages");
 }
 
-async fn send(app: &TestApp, method: &str, path: &str, key: &str) -> reqwest::Response {
-    app.client
+async fn send(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let request = app
+        .client
         .request(
             Method::from_bytes(method.as_bytes()).unwrap(),
             format!("{}{path}", app.address),
         )
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("request")
+        .bearer_auth(key);
+    match body {
+        Some(body) => request.json(body),
+        None => request,
+    }
+    .send()
+    .await
+    .expect("request")
 }
 
 /// The problem body without the per-request members, for comparing two problems.
@@ -190,10 +299,15 @@ async fn another_tenants_ids_are_not_found_on_every_id_route() {
             if route_kind != kind {
                 continue;
             }
+            let body = probe_body(method, template);
             // What an id that exists nowhere gets: B must get exactly this for A's ids.
             let unknown = template.replace(kind.placeholder(), kind.unknown_id());
             let baseline = problem_shape(
-                assert_problem(send(app, method, &unknown, &world.b.admin_key).await, 404).await,
+                assert_problem(
+                    send(app, method, &unknown, &world.b.admin_key, body.as_ref()).await,
+                    404,
+                )
+                .await,
             );
             assert_eq!(baseline["type"], "/problems/not-found");
 
@@ -201,10 +315,10 @@ async fn another_tenants_ids_are_not_found_on_every_id_route() {
                 let path = template.replace(kind.placeholder(), id);
                 // A itself can reach the object (so the 404 below is about B, not the route).
                 if *method == "GET" {
-                    let own = send(app, method, &path, &world.a.admin_key).await;
+                    let own = send(app, method, &path, &world.a.admin_key, None).await;
                     assert_eq!(own.status(), 200, "A: {method} {path}");
                 }
-                let response = send(app, method, &path, &world.b.admin_key).await;
+                let response = send(app, method, &path, &world.b.admin_key, body.as_ref()).await;
                 let status = response.status();
                 assert_eq!(status, 404, "B: {method} {path} must be 404, got {status}");
                 let problem = problem_shape(assert_problem(response, 404).await);
@@ -265,6 +379,56 @@ async fn another_tenants_delete_changes_nothing() {
 }
 
 #[tokio::test]
+async fn another_tenants_patch_and_delete_leave_assets_unchanged() {
+    let world = World::build().await;
+    let app = &world.app;
+    let a_ids = world.ids(&world.a, Kind::Asset).await;
+    assert_eq!(a_ids.len(), ASSETS.len());
+    let snapshot = |tenant: &TestTenant| {
+        let key = tenant.admin_key.clone();
+        let ids = a_ids.clone();
+        async move {
+            let mut assets = Vec::new();
+            for id in &ids {
+                let response = app.get(&format!("/v1/assets/{id}"), &key).await;
+                assets.push((response.status().as_u16(), response.text().await.unwrap()));
+            }
+            assets
+        }
+    };
+    let before = snapshot(&world.a).await;
+    assert!(
+        before.iter().all(|(status, _)| *status == 200),
+        "{before:?}"
+    );
+
+    for id in &a_ids {
+        let path = format!("/v1/assets/{id}");
+        // Renames too, even to a name both tenants use (a 409 would reveal the row).
+        for body in [
+            json!({ "criticality": "critical", "tags": ["b"] }),
+            json!({ "name": ASSETS[0].1 }),
+        ] {
+            let response = send(app, "PATCH", &path, &world.b.admin_key, Some(&body)).await;
+            assert_problem(response, 404).await;
+        }
+        assert_problem(app.delete(&path, &world.b.admin_key).await, 404).await;
+    }
+
+    // A sees exactly what it saw before, byte for byte (updated_at included).
+    assert_eq!(snapshot(&world.a).await, before);
+    // B's own same-named assets are untouched too, and nothing was audited as changed.
+    assert_eq!(world.ids(&world.b, Kind::Asset).await.len(), ASSETS.len());
+    let changes: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action IN ('asset.updated', 'asset.deleted')",
+    )
+    .fetch_one(app.owner.pool())
+    .await
+    .unwrap();
+    assert_eq!(changes, 0);
+}
+
+#[tokio::test]
 async fn lists_never_contain_another_tenants_ids() {
     let world = World::build().await;
     let app = &world.app;
@@ -297,8 +461,14 @@ async fn lists_never_contain_another_tenants_ids() {
                 "{who}'s {route} lists ids it does not own: {listed:?}"
             );
             // The listing is complete for the viewer (so "no leak" is not an empty list).
-            if *route == Kind::ApiKey.list_route() {
-                assert_eq!(&listed, own, "{who}'s {route}");
+            if let Some(kind) = Kind::ALL.iter().find(|kind| kind.list_route() == *route) {
+                let own_of_kind: BTreeSet<String> = own
+                    .iter()
+                    .filter(|id| id.starts_with(kind.id_prefix()))
+                    .cloned()
+                    .collect();
+                assert_eq!(listed, own_of_kind, "{who}'s {route}");
+                assert!(!listed.is_empty(), "{who}'s {route}");
             }
         }
         // The default page size shows the same thing as paging.
@@ -450,4 +620,70 @@ async fn a_key_rewritten_to_name_another_tenant_cannot_authenticate() {
     // And the original still works: the refusal was about the tenant, not the key.
     let org: Value = app.get("/v1/org", a_token).await.json().await.unwrap();
     assert_eq!(org["id"], world.a.id.to_string());
+}
+
+#[tokio::test]
+async fn another_tenants_findings_and_assets_cannot_be_triaged_or_scanned_into() {
+    let world = World::build().await;
+    let a_findings: Vec<String> = world
+        .ids(&world.a, Kind::Finding)
+        .await
+        .into_iter()
+        .collect();
+    assert!(!a_findings.is_empty());
+    let triage = world
+        .app
+        .post_json(
+            "/v1/findings/triage",
+            &world.b.admin_key,
+            &json!({ "ids": a_findings, "status": "false_positive", "reason": "b says so" }),
+        )
+        .await;
+    assert_eq!(triage.status(), 200);
+    let result: Value = triage.json().await.unwrap();
+    assert_eq!(result["updated"], 0, "B changed A's findings: {result}");
+    for id in &a_findings {
+        let finding: Value = world
+            .app
+            .get(&format!("/v1/findings/{id}"), &world.a.admin_key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(finding["status"], "open", "{finding}");
+    }
+
+    // B cannot submit a scan into A's asset: the asset does not exist for B.
+    let a_asset = world
+        .ids(&world.a, Kind::Asset)
+        .await
+        .into_iter()
+        .next()
+        .unwrap();
+    let response = world
+        .app
+        .client
+        .post(format!(
+            "{}/v1/scans?asset={a_asset}&scope=full",
+            world.app.address
+        ))
+        .bearer_auth(&world.b.admin_key)
+        .header("content-type", "application/sarif+json")
+        .body(r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"x"}},"results":[]}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 422).await;
+    assert_eq!(problem["errors"][0]["parameter"], "asset");
+    // Nor list A's asset's scans or findings by filtering on it.
+    for route in ["/v1/scans", "/v1/findings"] {
+        let page: Value = world
+            .app
+            .get(&format!("{route}?asset={a_asset}"), &world.b.admin_key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page["data"], json!([]), "{route}");
+    }
 }

@@ -4,10 +4,14 @@
 
 mod support;
 
+mod assets;
 mod auth;
 mod cli;
 mod cross_tenant;
 mod errors;
 mod health;
 mod hostile_input;
+mod jobs;
+mod real_reports;
+mod scans;
 mod schema_guard;

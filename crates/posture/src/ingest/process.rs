@@ -1,0 +1,124 @@
+//! Processing one scan job: load → parse (no transaction open) → apply and
+//! complete the job in one tenant transaction.
+
+use super::{decompress, format_from_name, parse_off_thread};
+use crate::jobs::queue::{self, ClaimedJob};
+use crate::store::findings::{self, ScanApplication};
+use crate::store::{scans, Store};
+use anyhow::Context;
+use serde_json::json;
+use std::sync::Arc;
+
+/// What a worker needs to process scans.
+#[derive(Clone)]
+pub struct ScanProcessor {
+    pub store: Store,
+    /// This worker's identity, recorded as the job's lock holder.
+    pub worker_id: String,
+    /// Largest report a stored scan may decompress to.
+    pub max_report_bytes: usize,
+}
+
+/// How a processed job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    /// Findings applied, scan succeeded, job done.
+    Applied,
+    /// The report could not be parsed: scan failed (permanently), job done.
+    Rejected,
+    /// The scan was deleted meanwhile: job done, nothing to apply.
+    Gone,
+    /// Another worker holds the job now: this attempt's work was rolled back.
+    LeaseLost,
+}
+
+impl ScanProcessor {
+    /// Processes a claimed `process_scan` job. An `Err` is a transient failure
+    /// (database, I/O): the caller records it and the job is retried. Applying
+    /// the same scan twice leaves the same state as once, because the effects and
+    /// the job's completion commit together, and only by the lease holder.
+    #[tracing::instrument(skip_all, fields(tenant_id = %job.tenant_id, job_id = %job.job_id, attempt = job.attempt))]
+    pub async fn process(&self, job: &ClaimedJob) -> anyhow::Result<Processed> {
+        let scan_id = job.scan_id.context("process_scan job without a scan")?;
+
+        // 1. Load, in a short transaction.
+        let mut tx = self.store.begin_tenant(job.tenant_id).await?;
+        scans::mark_running(&mut tx, scan_id).await?;
+        let scan = scans::get(&mut tx, scan_id).await?;
+        let stored = scans::report(&mut tx, scan_id).await?;
+        tx.commit().await?;
+        let (Some(scan), Some((_content_type, stored))) = (scan, stored) else {
+            let mut tx = self.store.begin_tenant(job.tenant_id).await?;
+            if !queue::complete(&mut tx, job, &self.worker_id).await? {
+                return Ok(Processed::LeaseLost);
+            }
+            tx.commit().await?;
+            return Ok(Processed::Gone);
+        };
+
+        // 2. Decompress and parse with no transaction open: CPU work.
+        let limit = self.max_report_bytes;
+        let report: Arc<[u8]> = tokio::task::spawn_blocking(move || decompress(&stored, limit))
+            .await
+            .context("decompression task")??
+            .into();
+        let parsed = parse_off_thread(
+            report,
+            format_from_name(&scan.format),
+            scan.tool_name.clone(),
+        )
+        .await
+        .context("parser task")?;
+
+        // 3. Apply and complete, atomically.
+        let mut tx = self.store.begin_tenant(job.tenant_id).await?;
+        let outcome = match parsed {
+            Err(error) => {
+                // The report was checked at submission, so this is rare (e.g. a
+                // parser change); it will not get better by retrying.
+                let reason = json!({ "kind": error.kind.as_str(), "pointer": error.pointer, "message": error.message });
+                scans::mark_failed(&mut tx, scan_id, &reason).await?;
+                Processed::Rejected
+            }
+            Ok(parsed) => {
+                let sla = findings::sla_policy(&mut tx).await?;
+                let counts = findings::apply_scan(
+                    &mut tx,
+                    ScanApplication {
+                        asset_id: scan.asset_id,
+                        scan_id,
+                        tool_name: &parsed.tool_name,
+                        full: scan.scope == "full",
+                        findings: parsed.findings,
+                        now: chrono::Utc::now(),
+                        sla,
+                    },
+                )
+                .await?;
+                scans::mark_succeeded(
+                    &mut tx,
+                    scan_id,
+                    &parsed.tool_name,
+                    parsed.tool_version.as_deref(),
+                    counts,
+                )
+                .await?;
+                tracing::info!(
+                    total = counts.total,
+                    new = counts.new,
+                    reopened = counts.reopened,
+                    resolved = counts.resolved,
+                    "scan applied"
+                );
+                Processed::Applied
+            }
+        };
+        if !queue::complete(&mut tx, job, &self.worker_id).await? {
+            // Dropping the transaction rolls this attempt back.
+            tracing::warn!("lease lost before commit; another worker owns the job");
+            return Ok(Processed::LeaseLost);
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,4 @@
+//! Background work: the durable job queue and the workers that drain it.
+
+pub mod queue;
+pub mod worker;

@@ -1,0 +1,147 @@
+//! The durable job queue in PostgreSQL.
+//!
+//! Jobs are rows written in the same transaction as the thing they process (see
+//! `store::scans::insert`). Workers claim them with `claim_jobs()` — `FOR UPDATE
+//! SKIP LOCKED`, one lease per claim — and finish them inside the tenant
+//! transaction that applies their effects, checking they still hold the lease, so
+//! a job's effects commit exactly once even if a slow worker and its replacement
+//! both run it.
+
+use crate::store::{Store, TenantTx};
+use posture_domain::ids::ScanId;
+use posture_domain::TenantId;
+use rand::Rng;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A job a worker has claimed.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub tenant_id: TenantId,
+    pub job_id: Uuid,
+    pub kind: String,
+    pub scan_id: Option<ScanId>,
+    /// 1 on the first try.
+    pub attempt: i32,
+}
+
+/// What became of a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureOutcome {
+    /// Queued again to run after the backoff.
+    RetryScheduled,
+    /// Out of attempts: the job is dead and visible as such through the API.
+    Dead,
+    /// Another worker holds the job now (our lease expired); nothing changed.
+    LeaseLost,
+}
+
+/// Claims up to `max_jobs` runnable jobs of any tenant for `worker`.
+pub async fn claim(
+    store: &Store,
+    worker: &str,
+    max_jobs: i32,
+    lease: Duration,
+) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+    let rows: Vec<(Uuid, Uuid, String, Option<Uuid>, i32)> =
+        sqlx::query_as("SELECT tenant_id, job_id, kind, scan_id, attempt FROM claim_jobs($1, $2, make_interval(secs => $3))")
+            .bind(worker)
+            .bind(max_jobs)
+            .bind(lease.as_secs_f64())
+            .fetch_all(store.pool())
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(tenant_id, job_id, kind, scan_id, attempt)| ClaimedJob {
+            tenant_id: TenantId::from_uuid(tenant_id),
+            job_id,
+            kind,
+            scan_id: scan_id.map(ScanId::from_uuid),
+            attempt,
+        })
+        .collect())
+}
+
+/// Marks the job done inside the transaction that applied its effects. Returns
+/// false if this worker no longer holds it: the caller must then roll back.
+pub async fn complete(
+    tx: &mut TenantTx,
+    job: &ClaimedJob,
+    worker: &str,
+) -> Result<bool, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    let updated = sqlx::query(
+        "UPDATE jobs SET status = 'succeeded', locked_by = NULL, locked_until = NULL, updated_at = now(),
+                         last_error = NULL
+         WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4",
+    )
+    .bind(tenant_id)
+    .bind(job.job_id)
+    .bind(worker)
+    .bind(job.attempt)
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Records a failed attempt: queued again after an exponential backoff with
+/// jitter, or dead when out of attempts.
+pub async fn fail(
+    tx: &mut TenantTx,
+    job: &ClaimedJob,
+    worker: &str,
+    error: &str,
+    retry_base: Duration,
+) -> Result<FailureOutcome, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    let backoff = retry_delay(retry_base, job.attempt);
+    let status: Option<String> = sqlx::query_scalar(
+        "UPDATE jobs
+         SET status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+             run_at = now() + make_interval(secs => $5),
+             locked_by = NULL, locked_until = NULL, updated_at = now(), last_error = left($6, 2000)
+         WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4
+         RETURNING status",
+    )
+    .bind(tenant_id)
+    .bind(job.job_id)
+    .bind(worker)
+    .bind(job.attempt)
+    .bind(backoff.as_secs_f64())
+    .bind(error)
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(match status.as_deref() {
+        Some("dead") => FailureOutcome::Dead,
+        Some(_) => FailureOutcome::RetryScheduled,
+        None => FailureOutcome::LeaseLost,
+    })
+}
+
+/// `base × 4^(attempt-1)`, capped at one hour, with ±25 % jitter so jobs failed
+/// together do not retry together.
+pub fn retry_delay(base: Duration, attempt: i32) -> Duration {
+    let exponent = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(0)
+        .min(10);
+    let delay = base
+        .saturating_mul(4u32.saturating_pow(exponent))
+        .min(Duration::from_secs(3600));
+    delay.mul_f64(rand::thread_rng().gen_range(0.75..=1.25))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_are_capped() {
+        let base = Duration::from_secs(2);
+        let first = retry_delay(base, 1);
+        assert!(first >= Duration::from_millis(1500) && first <= Duration::from_millis(2500));
+        let third = retry_delay(base, 3);
+        assert!(third >= Duration::from_secs(24) && third <= Duration::from_secs(40));
+        assert!(retry_delay(base, 50) <= Duration::from_secs(4500));
+    }
+}

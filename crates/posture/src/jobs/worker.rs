@@ -1,0 +1,173 @@
+//! Workers: claim jobs, run them, record failures; woken by LISTEN/NOTIFY.
+//!
+//! Each worker loops: claim one job; if there is none, sleep until a
+//! notification (a scan was committed), the poll interval (retries come due
+//! without a notification) or shutdown. Each job runs in its own task, so a
+//! panic is contained and recorded as a failed attempt, not a dead worker.
+
+use super::queue::{self, ClaimedJob, FailureOutcome};
+use crate::ingest::process::ScanProcessor;
+use crate::store::{scans, Store};
+use serde_json::json;
+use sqlx::postgres::PgListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The channel `store::scans::insert` notifies on commit.
+pub const JOBS_CHANNEL: &str = "posture_jobs";
+
+/// How the workers of one process behave.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Concurrent workers (0: none in this process).
+    pub count: usize,
+    /// How long a claim is valid; an expired claim is taken over.
+    pub lease: Duration,
+    /// First retry delay; later ones grow fourfold.
+    pub retry_base: Duration,
+    /// Fallback polling interval when no notification arrives.
+    pub poll_interval: Duration,
+    /// Largest report a stored scan may decompress to.
+    pub max_report_bytes: usize,
+}
+
+/// Starts the workers (and one LISTEN connection) until `shutdown` is cancelled.
+/// A worker finishes the job in hand before it stops.
+pub fn spawn_workers(
+    store: Store,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    if settings.count == 0 {
+        return Vec::new();
+    }
+    let wake = Arc::new(Notify::new());
+    let mut handles = vec![tokio::spawn(listen(
+        store.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    ))];
+    let instance = format!("{}-{:04x}", std::process::id(), rand::random::<u16>());
+    for number in 0..settings.count {
+        let processor = ScanProcessor {
+            store: store.clone(),
+            worker_id: format!("worker-{instance}-{number}"),
+            max_report_bytes: settings.max_report_bytes,
+        };
+        handles.push(tokio::spawn(work(
+            processor,
+            settings.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        )));
+    }
+    handles
+}
+
+/// Forwards notifications to idle workers; reconnects after errors.
+async fn listen(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        let session = async {
+            let mut listener = PgListener::connect_with(store.pool()).await?;
+            listener.listen(JOBS_CHANNEL).await?;
+            loop {
+                listener.recv().await?;
+                wake.notify_waiters();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            result = session => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "job notifications interrupted; polling until reconnected");
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn work(
+    processor: ScanProcessor,
+    settings: WorkerSettings,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        // Register interest before claiming, so a notification sent between an
+        // empty claim and the wait is not missed.
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match queue::claim(&processor.store, &processor.worker_id, 1, settings.lease).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                for job in jobs {
+                    run_one(&processor, &settings, job).await;
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "claiming jobs failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = &mut notified => {}
+            () = tokio::time::sleep(settings.poll_interval) => {}
+        }
+    }
+}
+
+/// Runs one job in its own task and records a failure (error or panic).
+pub async fn run_one(processor: &ScanProcessor, settings: &WorkerSettings, job: ClaimedJob) {
+    let task = {
+        let processor = processor.clone();
+        let job = job.clone();
+        tokio::spawn(async move { processor.process(&job).await })
+    };
+    let failure = match task.await {
+        Ok(Ok(outcome)) => {
+            tracing::debug!(?outcome, job_id = %job.job_id, "job finished");
+            return;
+        }
+        Ok(Err(error)) => format!("{error:#}"),
+        Err(join_error) if join_error.is_panic() => "the job panicked".to_owned(),
+        Err(join_error) => format!("the job task failed: {join_error}"),
+    };
+    tracing::warn!(job_id = %job.job_id, attempt = job.attempt, error = %failure, "job attempt failed");
+    if let Err(error) = record_failure(
+        &processor.store,
+        &processor.worker_id,
+        settings,
+        &job,
+        &failure,
+    )
+    .await
+    {
+        // The lease will expire and the job be claimed again.
+        tracing::error!(%error, job_id = %job.job_id, "could not record the job failure");
+    }
+}
+
+async fn record_failure(
+    store: &Store,
+    worker_id: &str,
+    settings: &WorkerSettings,
+    job: &ClaimedJob,
+    failure: &str,
+) -> Result<(), sqlx::Error> {
+    let mut tx = store.begin_tenant(job.tenant_id).await?;
+    let outcome = queue::fail(&mut tx, job, worker_id, failure, settings.retry_base).await?;
+    if let (FailureOutcome::Dead, Some(scan_id)) = (outcome, job.scan_id) {
+        let reason = json!({ "kind": "processing_failed", "message": "processing failed on every attempt; see the job's last error" });
+        scans::mark_failed(&mut tx, scan_id, &reason).await?;
+    }
+    tx.commit().await
+}

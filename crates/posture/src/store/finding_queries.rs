@@ -1,0 +1,211 @@
+//! Reading and triaging findings of the transaction's tenant.
+
+use super::TenantTx;
+use chrono::{DateTime, Utc};
+use posture_domain::ids::{AssetId, FindingId, ScanId};
+use uuid::Uuid;
+
+/// A finding as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FindingRecord {
+    pub id: Uuid,
+    pub asset_id: Uuid,
+    pub fingerprint: String,
+    pub tool_name: String,
+    pub rule_id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub severity: String,
+    pub cwe_ids: Vec<i32>,
+    pub vulnerability_ids: Vec<String>,
+    pub location_uri: Option<String>,
+    pub location_line: Option<i32>,
+    pub package_purl: Option<String>,
+    pub package_name: Option<String>,
+    pub package_version: Option<String>,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub accepted_until: Option<DateTime<Utc>>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub sla_due_at: Option<DateTime<Utc>>,
+    pub last_scan_id: Option<Uuid>,
+}
+
+/// One entry of a finding's history.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FindingEvent {
+    pub occurred_at: DateTime<Utc>,
+    pub kind: String,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub scan_id: Option<Uuid>,
+    pub actor: String,
+    pub reason: Option<String>,
+}
+
+/// Filters of the findings list; empty means "any".
+#[derive(Debug, Clone, Default)]
+pub struct FindingFilter {
+    pub severities: Vec<String>,
+    pub statuses: Vec<String>,
+    pub asset_id: Option<AssetId>,
+    pub tool_name: Option<String>,
+    pub cwe_id: Option<i32>,
+    pub vulnerability_id: Option<String>,
+    /// Case-insensitive substring of the title, rule id or location.
+    pub text: Option<String>,
+}
+
+const FINDING_COLUMNS: &str = "id, asset_id, fingerprint, tool_name, rule_id, title, description, severity,
+    cwe_ids, vulnerability_ids, location_uri, location_line, package_purl, package_name, package_version,
+    status, status_reason, accepted_until, first_seen_at, last_seen_at, resolved_at, sla_due_at, last_scan_id";
+
+/// Up to `limit` findings matching `filter`, newest first, after the finding `after`.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn list(
+    tx: &mut TenantTx,
+    filter: &FindingFilter,
+    after: Option<FindingId>,
+    limit: u32,
+) -> Result<Vec<FindingRecord>, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    let pattern = filter.text.as_deref().map(like_pattern);
+    sqlx::query_as(&format!(
+        "SELECT {FINDING_COLUMNS} FROM findings
+         WHERE tenant_id = $1
+           AND id < COALESCE($2, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
+           AND (cardinality($3::text[]) = 0 OR severity = ANY($3))
+           AND (cardinality($4::text[]) = 0 OR status = ANY($4))
+           AND ($5::uuid IS NULL OR asset_id = $5)
+           AND ($6::text IS NULL OR tool_name = $6)
+           AND ($7::integer IS NULL OR cwe_ids @> ARRAY[$7])
+           AND ($8::text IS NULL OR vulnerability_ids @> ARRAY[$8])
+           AND ($9::text IS NULL OR title ILIKE $9 OR rule_id ILIKE $9 OR location_uri ILIKE $9)
+         ORDER BY id DESC
+         LIMIT $10"
+    ))
+    .bind(tenant_id)
+    .bind(after.map(|id| id.as_uuid()))
+    .bind(&filter.severities)
+    .bind(&filter.statuses)
+    .bind(filter.asset_id.map(|id| id.as_uuid()))
+    .bind(filter.tool_name.as_deref())
+    .bind(filter.cwe_id)
+    .bind(filter.vulnerability_id.as_deref())
+    .bind(pattern)
+    .bind(i64::from(limit))
+    .fetch_all(tx.conn())
+    .await
+}
+
+/// `%text%` with LIKE's wildcards in `text` escaped.
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// One finding.
+pub async fn get(tx: &mut TenantTx, id: FindingId) -> Result<Option<FindingRecord>, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    sqlx::query_as(&format!(
+        "SELECT {FINDING_COLUMNS} FROM findings WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tenant_id)
+    .bind(id.as_uuid())
+    .fetch_optional(tx.conn())
+    .await
+}
+
+/// A finding's history, oldest first (at most the latest 1,000 entries).
+pub async fn history(tx: &mut TenantTx, id: FindingId) -> Result<Vec<FindingEvent>, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    let mut events: Vec<FindingEvent> = sqlx::query_as(
+        "SELECT occurred_at, kind, from_status, to_status, scan_id, actor, reason FROM finding_events
+         WHERE tenant_id = $1 AND finding_id = $2 ORDER BY id DESC LIMIT 1000",
+    )
+    .bind(tenant_id)
+    .bind(id.as_uuid())
+    .fetch_all(tx.conn())
+    .await?;
+    events.reverse();
+    Ok(events)
+}
+
+/// A triage decision.
+#[derive(Debug, Clone)]
+pub struct Triage {
+    /// `false_positive`, `accepted_risk` or `open` (reopen).
+    pub status: &'static str,
+    pub reason: Option<String>,
+    /// For accepted risk: when the acceptance lapses and the finding reopens.
+    pub accepted_until: Option<DateTime<Utc>>,
+    pub actor: String,
+}
+
+/// Applies a triage decision to the given findings; returns the ids changed
+/// (unknown ids, including other tenants', are skipped).
+#[tracing::instrument(level = "debug", skip_all, fields(findings = ids.len()))]
+pub async fn triage(
+    tx: &mut TenantTx,
+    ids: &[FindingId],
+    triage: &Triage,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    let ids: Vec<Uuid> = ids.iter().map(FindingId::as_uuid).collect();
+    // Reopening makes the finding live again: "reopened" if it had been resolved
+    // before, else "open".
+    let changed: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "WITH target AS (
+             SELECT id, status AS old_status FROM findings
+             WHERE tenant_id = $1 AND id = ANY($2) FOR UPDATE
+         )
+         UPDATE findings f
+         SET status = CASE WHEN $3 = 'open' AND f.resolved_at IS NOT NULL THEN 'reopened' ELSE $3 END,
+             status_reason = $4,
+             accepted_until = CASE WHEN $3 = 'accepted_risk' THEN $5 ELSE NULL END,
+             resolved_at = CASE WHEN $3 = 'open' THEN NULL ELSE f.resolved_at END
+         FROM target t
+         WHERE f.tenant_id = $1 AND f.id = t.id
+         RETURNING f.id, t.old_status, f.status",
+    )
+    .bind(tenant_id)
+    .bind(&ids)
+    .bind(triage.status)
+    .bind(triage.reason.as_deref())
+    .bind(triage.accepted_until)
+    .fetch_all(tx.conn())
+    .await?;
+    let finding_ids: Vec<Uuid> = changed.iter().map(|(id, _, _)| *id).collect();
+    let event_ids: Vec<Uuid> = changed.iter().map(|_| Uuid::now_v7()).collect();
+    let from: Vec<&str> = changed.iter().map(|(_, old, _)| old.as_str()).collect();
+    let to: Vec<&str> = changed.iter().map(|(_, _, new)| new.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO finding_events (tenant_id, id, finding_id, kind, from_status, to_status, actor, reason)
+         SELECT $1, u.id, u.finding_id, 'triaged', u.from_status, u.to_status, $2, $3
+         FROM UNNEST($4::uuid[], $5::uuid[], $6::text[], $7::text[]) AS u(id, finding_id, from_status, to_status)",
+    )
+    .bind(tenant_id)
+    .bind(&triage.actor)
+    .bind(triage.reason.as_deref())
+    .bind(&event_ids)
+    .bind(&finding_ids)
+    .bind(&from)
+    .bind(&to)
+    .execute(tx.conn())
+    .await?;
+    Ok(finding_ids)
+}
+
+/// Converts stored UUIDs back to typed ids for the API.
+pub fn typed_ids(record: &FindingRecord) -> (FindingId, AssetId, Option<ScanId>) {
+    (
+        FindingId::from_uuid(record.id),
+        AssetId::from_uuid(record.asset_id),
+        record.last_scan_id.map(ScanId::from_uuid),
+    )
+}

@@ -1,0 +1,470 @@
+//! Findings: applying a processed scan (bulk, set-based) and reading them back.
+
+use super::TenantTx;
+use chrono::{DateTime, Duration, Utc};
+use posture_domain::finding::{NormalizedFinding, Severity};
+use posture_domain::ids::{AssetId, FindingId, ScanId};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+use super::scans::ScanCounts;
+
+/// Separator of list values packed into one text per row for UNNEST (Postgres
+/// arrays must be rectangular, so per-row arrays travel as delimited text).
+const LIST_SEPARATOR: &str = "\u{1f}";
+
+/// SLA days by severity, from the tenant's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SlaPolicy {
+    pub critical_days: i32,
+    pub high_days: i32,
+    pub medium_days: i32,
+    pub low_days: i32,
+}
+
+impl Default for SlaPolicy {
+    fn default() -> Self {
+        SlaPolicy {
+            critical_days: 7,
+            high_days: 30,
+            medium_days: 90,
+            low_days: 180,
+        }
+    }
+}
+
+impl SlaPolicy {
+    /// The due date of a finding first seen at `first_seen`; none for info.
+    pub fn due(&self, severity: Severity, first_seen: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let days = match severity {
+            Severity::Critical => self.critical_days,
+            Severity::High => self.high_days,
+            Severity::Medium => self.medium_days,
+            Severity::Low => self.low_days,
+            Severity::Info => return None,
+        };
+        Some(first_seen + Duration::days(i64::from(days)))
+    }
+}
+
+/// The tenant's SLA policy (defaults when it has set none).
+pub async fn sla_policy(tx: &mut TenantTx) -> Result<SlaPolicy, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    let row: Option<(i32, i32, i32, i32)> = sqlx::query_as(
+        "SELECT sla_critical_days, sla_high_days, sla_medium_days, sla_low_days
+         FROM tenant_settings WHERE tenant_id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(row.map_or_else(
+        SlaPolicy::default,
+        |(critical_days, high_days, medium_days, low_days)| SlaPolicy {
+            critical_days,
+            high_days,
+            medium_days,
+            low_days,
+        },
+    ))
+}
+
+/// What one scan brings to apply.
+pub struct ScanApplication<'a> {
+    pub asset_id: AssetId,
+    pub scan_id: ScanId,
+    pub tool_name: &'a str,
+    /// A full scan resolves this tool's findings on the asset that it no longer reports.
+    pub full: bool,
+    pub findings: Vec<NormalizedFinding>,
+    pub now: DateTime<Utc>,
+    pub sla: SlaPolicy,
+}
+
+#[derive(sqlx::FromRow)]
+struct ExistingRow {
+    id: Uuid,
+    fingerprint: String,
+    status: String,
+    severity: String,
+    accepted_until: Option<DateTime<Utc>>,
+}
+
+/// One history entry to write.
+struct Event {
+    finding_id: Uuid,
+    kind: &'static str,
+    from_status: Option<String>,
+    to_status: Option<String>,
+    reason: Option<String>,
+}
+
+/// Applies a scan's findings to the asset: inserts new findings, refreshes seen
+/// ones (reopening resolved ones and expired risk acceptances), records this
+/// tool's sightings, and — for a full scan — resolves what the tool no longer
+/// reports. Every statement is set-based (UNNEST), so a report of any size costs
+/// a fixed number of round trips. Triage decisions (false positive, accepted
+/// risk) survive rescans.
+#[tracing::instrument(level = "debug", skip_all, fields(findings = application.findings.len()))]
+pub async fn apply_scan(
+    tx: &mut TenantTx,
+    application: ScanApplication<'_>,
+) -> Result<ScanCounts, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    let ScanApplication {
+        asset_id,
+        scan_id,
+        tool_name,
+        full,
+        findings,
+        now,
+        sla,
+    } = application;
+
+    // De-duplicate within the report: the same fingerprint twice is one finding.
+    let mut by_fingerprint: HashMap<String, NormalizedFinding> =
+        HashMap::with_capacity(findings.len());
+    let mut order: Vec<String> = Vec::with_capacity(findings.len());
+    for finding in findings {
+        let key = finding.fingerprint.to_string();
+        match by_fingerprint.get_mut(&key) {
+            Some(existing) => existing.merge(finding),
+            None => {
+                order.push(key.clone());
+                by_fingerprint.insert(key, finding);
+            }
+        }
+    }
+
+    let existing: Vec<ExistingRow> = sqlx::query_as(
+        "SELECT id, fingerprint, status, severity, accepted_until FROM findings
+         WHERE tenant_id = $1 AND asset_id = $2 AND fingerprint = ANY($3)
+         FOR UPDATE",
+    )
+    .bind(tenant_id)
+    .bind(asset_id.as_uuid())
+    .bind(&order)
+    .fetch_all(tx.conn())
+    .await?;
+    let existing: HashMap<String, ExistingRow> = existing
+        .into_iter()
+        .map(|row| (row.fingerprint.clone(), row))
+        .collect();
+
+    let mut counts = ScanCounts {
+        total: order.len() as i32,
+        ..ScanCounts::default()
+    };
+    let mut events: Vec<Event> = Vec::new();
+    let mut new_rows = NewRows::default();
+    let mut seen = SeenRows::default();
+    let mut sighted: Vec<Uuid> = Vec::with_capacity(order.len());
+
+    for fingerprint in &order {
+        let finding = &by_fingerprint[fingerprint];
+        match existing.get(fingerprint) {
+            None => {
+                let id = FindingId::new().as_uuid();
+                new_rows.push(id, finding, sla.due(finding.severity, now));
+                events.push(Event {
+                    finding_id: id,
+                    kind: "created",
+                    from_status: None,
+                    to_status: Some("open".into()),
+                    reason: None,
+                });
+                sighted.push(id);
+                counts.new += 1;
+            }
+            Some(row) => {
+                let status = match row.status.as_str() {
+                    "resolved" => {
+                        counts.reopened += 1;
+                        events.push(Event {
+                            finding_id: row.id,
+                            kind: "reopened",
+                            from_status: Some(row.status.clone()),
+                            to_status: Some("reopened".into()),
+                            reason: None,
+                        });
+                        "reopened".to_owned()
+                    }
+                    "accepted_risk" if row.accepted_until.is_some_and(|until| until <= now) => {
+                        counts.reopened += 1;
+                        events.push(Event {
+                            finding_id: row.id,
+                            kind: "risk_expired",
+                            from_status: Some(row.status.clone()),
+                            to_status: Some("reopened".into()),
+                            reason: None,
+                        });
+                        "reopened".to_owned()
+                    }
+                    other => {
+                        counts.unchanged += 1;
+                        other.to_owned()
+                    }
+                };
+                if row.severity != finding.severity.as_str() {
+                    events.push(Event {
+                        finding_id: row.id,
+                        kind: "severity_changed",
+                        from_status: None,
+                        to_status: None,
+                        reason: Some(format!("severity {} -> {}", row.severity, finding.severity)),
+                    });
+                }
+                seen.push(row.id, finding, status);
+                sighted.push(row.id);
+            }
+        }
+    }
+
+    new_rows
+        .insert(tx, tenant_id, asset_id, scan_id, tool_name, now)
+        .await?;
+    seen.update(tx, tenant_id, scan_id, now).await?;
+
+    // This tool reports these findings on this asset as of this scan.
+    sqlx::query(
+        "INSERT INTO finding_sightings (tenant_id, finding_id, tool_name, asset_id, last_scan_id, last_seen_at)
+         SELECT $1, finding_id, $2, $3, $4, $5 FROM UNNEST($6::uuid[]) AS finding_id
+         ON CONFLICT (tenant_id, finding_id, tool_name)
+         DO UPDATE SET last_scan_id = EXCLUDED.last_scan_id, last_seen_at = EXCLUDED.last_seen_at",
+    )
+    .bind(tenant_id)
+    .bind(tool_name)
+    .bind(asset_id.as_uuid())
+    .bind(scan_id.as_uuid())
+    .bind(now)
+    .bind(&sighted)
+    .execute(tx.conn())
+    .await?;
+
+    if full {
+        // Sightings of this tool on this asset not renewed by this scan are gone;
+        // a finding no tool reports any more is resolved (triaged ones keep their
+        // triage status).
+        let resolved: Vec<Uuid> = sqlx::query_scalar(
+            "WITH dropped AS (
+                 DELETE FROM finding_sightings
+                 WHERE tenant_id = $1 AND asset_id = $2 AND tool_name = $3 AND last_scan_id <> $4
+                 RETURNING finding_id
+             )
+             UPDATE findings f SET status = 'resolved', resolved_at = $5
+             FROM dropped d
+             WHERE f.tenant_id = $1 AND f.id = d.finding_id AND f.status IN ('open', 'reopened')
+               AND NOT EXISTS (SELECT 1 FROM finding_sightings s
+                               WHERE s.tenant_id = $1 AND s.finding_id = d.finding_id AND s.tool_name <> $3)
+             RETURNING f.id",
+        )
+        .bind(tenant_id)
+        .bind(asset_id.as_uuid())
+        .bind(tool_name)
+        .bind(scan_id.as_uuid())
+        .bind(now)
+        .fetch_all(tx.conn())
+        .await?;
+        counts.resolved = resolved.len() as i32;
+        events.extend(resolved.into_iter().map(|finding_id| Event {
+            finding_id,
+            kind: "resolved",
+            from_status: None,
+            to_status: Some("resolved".into()),
+            reason: Some(format!("no longer reported by {tool_name}")),
+        }));
+    }
+
+    insert_events(tx, tenant_id, scan_id, &events, now).await?;
+    Ok(counts)
+}
+
+/// Columns of new findings, one vector per column, for one UNNEST insert.
+#[derive(Default)]
+struct NewRows {
+    ids: Vec<Uuid>,
+    fingerprints: Vec<String>,
+    rule_ids: Vec<String>,
+    titles: Vec<String>,
+    descriptions: Vec<Option<String>>,
+    severities: Vec<&'static str>,
+    cwe_ids: Vec<String>,
+    vulnerability_ids: Vec<String>,
+    uris: Vec<Option<String>>,
+    lines: Vec<Option<i32>>,
+    purls: Vec<Option<String>>,
+    package_names: Vec<Option<String>>,
+    package_versions: Vec<Option<String>>,
+    sla_due: Vec<Option<DateTime<Utc>>>,
+}
+
+impl NewRows {
+    fn push(&mut self, id: Uuid, finding: &NormalizedFinding, sla_due: Option<DateTime<Utc>>) {
+        self.ids.push(id);
+        self.fingerprints.push(finding.fingerprint.to_string());
+        self.rule_ids.push(finding.rule_id.clone());
+        self.titles.push(finding.title.clone());
+        self.descriptions.push(finding.description.clone());
+        self.severities.push(finding.severity.as_str());
+        self.cwe_ids
+            .push(join_list(finding.cwe_ids.iter().map(u32::to_string)));
+        self.vulnerability_ids
+            .push(join_list(finding.vulnerability_ids.iter().cloned()));
+        self.uris
+            .push(finding.location.as_ref().map(|l| l.uri.clone()));
+        self.lines.push(
+            finding
+                .location
+                .as_ref()
+                .and_then(|l| l.start_line)
+                .and_then(|line| i32::try_from(line).ok()),
+        );
+        self.purls
+            .push(finding.package.as_ref().and_then(|p| p.purl.clone()));
+        self.package_names
+            .push(finding.package.as_ref().map(|p| p.name.clone()));
+        self.package_versions
+            .push(finding.package.as_ref().and_then(|p| p.version.clone()));
+        self.sla_due.push(sla_due);
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut TenantTx,
+        tenant_id: Uuid,
+        asset_id: AssetId,
+        scan_id: ScanId,
+        tool_name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO findings (tenant_id, id, asset_id, fingerprint, tool_name, rule_id, title, description,
+                                   severity, cwe_ids, vulnerability_ids, location_uri, location_line,
+                                   package_purl, package_name, package_version, status, first_seen_at,
+                                   last_seen_at, sla_due_at, last_scan_id)
+             SELECT $1, u.id, $2, u.fingerprint, $3, u.rule_id, u.title, u.description, u.severity,
+                    COALESCE(string_to_array(NULLIF(u.cwe_ids, ''), $19)::integer[], '{}'),
+                    COALESCE(string_to_array(NULLIF(u.vulnerability_ids, ''), $19), '{}'),
+                    u.uri, u.line, u.purl, u.package_name, u.package_version, 'open', $4, $4, u.sla_due, $5
+             FROM UNNEST($6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+                         $13::text[], $14::text[], $15::integer[], $16::text[], $17::text[], $18::text[],
+                         $20::timestamptz[])
+                  AS u(id, fingerprint, rule_id, title, description, severity, cwe_ids, vulnerability_ids,
+                       uri, line, purl, package_name, package_version, sla_due)",
+        )
+        .bind(tenant_id)
+        .bind(asset_id.as_uuid())
+        .bind(tool_name)
+        .bind(now)
+        .bind(scan_id.as_uuid())
+        .bind(&self.ids)
+        .bind(&self.fingerprints)
+        .bind(&self.rule_ids)
+        .bind(&self.titles)
+        .bind(&self.descriptions)
+        .bind(&self.severities)
+        .bind(&self.cwe_ids)
+        .bind(&self.vulnerability_ids)
+        .bind(&self.uris)
+        .bind(&self.lines)
+        .bind(&self.purls)
+        .bind(&self.package_names)
+        .bind(&self.package_versions)
+        .bind(LIST_SEPARATOR)
+        .bind(&self.sla_due)
+        .execute(tx.conn())
+        .await?;
+        Ok(())
+    }
+}
+
+/// Columns of findings seen again, for one UNNEST update.
+#[derive(Default)]
+struct SeenRows {
+    ids: Vec<Uuid>,
+    statuses: Vec<String>,
+    severities: Vec<&'static str>,
+    titles: Vec<String>,
+}
+
+impl SeenRows {
+    fn push(&mut self, id: Uuid, finding: &NormalizedFinding, status: String) {
+        self.ids.push(id);
+        self.statuses.push(status);
+        self.severities.push(finding.severity.as_str());
+        self.titles.push(finding.title.clone());
+    }
+
+    async fn update(
+        &self,
+        tx: &mut TenantTx,
+        tenant_id: Uuid,
+        scan_id: ScanId,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE findings f
+             SET last_seen_at = $2, last_scan_id = $3, status = u.status, severity = u.severity, title = u.title,
+                 resolved_at = CASE WHEN u.status = 'reopened' THEN NULL ELSE f.resolved_at END,
+                 accepted_until = CASE WHEN u.status = 'reopened' THEN NULL ELSE f.accepted_until END
+             FROM UNNEST($4::uuid[], $5::text[], $6::text[], $7::text[]) AS u(id, status, severity, title)
+             WHERE f.tenant_id = $1 AND f.id = u.id",
+        )
+        .bind(tenant_id)
+        .bind(now)
+        .bind(scan_id.as_uuid())
+        .bind(&self.ids)
+        .bind(&self.statuses)
+        .bind(&self.severities)
+        .bind(&self.titles)
+        .execute(tx.conn())
+        .await?;
+        Ok(())
+    }
+}
+
+async fn insert_events(
+    tx: &mut TenantTx,
+    tenant_id: Uuid,
+    scan_id: ScanId,
+    events: &[Event],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+    let finding_ids: Vec<Uuid> = events.iter().map(|e| e.finding_id).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
+    let from: Vec<Option<String>> = events.iter().map(|e| e.from_status.clone()).collect();
+    let to: Vec<Option<String>> = events.iter().map(|e| e.to_status.clone()).collect();
+    let reasons: Vec<Option<String>> = events.iter().map(|e| e.reason.clone()).collect();
+    sqlx::query(
+        "INSERT INTO finding_events (tenant_id, id, finding_id, occurred_at, kind, from_status, to_status,
+                                     scan_id, actor, reason)
+         SELECT $1, u.id, u.finding_id, $2, u.kind, u.from_status, u.to_status, $3, 'scan', u.reason
+         FROM UNNEST($4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[])
+              AS u(id, finding_id, kind, from_status, to_status, reason)",
+    )
+    .bind(tenant_id)
+    .bind(now)
+    .bind(scan_id.as_uuid())
+    .bind(&ids)
+    .bind(&finding_ids)
+    .bind(&kinds)
+    .bind(&from)
+    .bind(&to)
+    .bind(&reasons)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+fn join_list(values: impl Iterator<Item = String>) -> String {
+    values.collect::<Vec<_>>().join(LIST_SEPARATOR)
+}
