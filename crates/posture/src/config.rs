@@ -88,6 +88,7 @@ pub struct Config {
     pub job_max_attempts: i32,
     pub job_retry_base_ms: u64,
     pub job_poll_interval_ms: u64,
+    pub maintenance_interval_secs: u64,
     pub scan_max_bytes_free: usize,
     pub scan_max_bytes_basic: usize,
     pub scan_max_bytes_premium: usize,
@@ -126,6 +127,7 @@ impl Default for Config {
             job_max_attempts: 5,
             job_retry_base_ms: 2_000,
             job_poll_interval_ms: 1_000,
+            maintenance_interval_secs: 60,
             scan_max_bytes_free: 5 * 1024 * 1024,
             scan_max_bytes_basic: 20 * 1024 * 1024,
             scan_max_bytes_premium: 50 * 1024 * 1024,
@@ -174,6 +176,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_JOB_MAX_ATTEMPTS", toml_key: "job_max_attempts", default: "5", meaning: "Attempts before a job is dead (visible on its scan)." },
     SettingDoc { env: "POSTURE_JOB_RETRY_BASE_MS", toml_key: "job_retry_base_ms", default: "2000", meaning: "First retry delay of a failed job; each later one is four times longer (±25 % jitter, at most 1 h)." },
     SettingDoc { env: "POSTURE_JOB_POLL_INTERVAL_MS", toml_key: "job_poll_interval_ms", default: "1000", meaning: "Idle workers look for due jobs this often even without a notification." },
+        SettingDoc { env: "POSTURE_MAINTENANCE_INTERVAL_SECS", toml_key: "maintenance_interval_secs", default: "60", meaning: "How often workers run upkeep: findings whose accepted risk has expired reopen." },
     SettingDoc { env: "POSTURE_SCAN_MAX_BYTES_FREE", toml_key: "scan_max_bytes_free", default: "5242880", meaning: "Largest scan report a free-tier tenant may submit (413 above)." },
     SettingDoc { env: "POSTURE_SCAN_MAX_BYTES_BASIC", toml_key: "scan_max_bytes_basic", default: "20971520", meaning: "Largest scan report for the basic tier." },
     SettingDoc { env: "POSTURE_SCAN_MAX_BYTES_PREMIUM", toml_key: "scan_max_bytes_premium", default: "52428800", meaning: "Largest scan report for the premium tier." },
@@ -305,6 +308,11 @@ impl Config {
         )?;
         set(
             &env,
+            "POSTURE_MAINTENANCE_INTERVAL_SECS",
+            &mut self.maintenance_interval_secs,
+        )?;
+        set(
+            &env,
             "POSTURE_SCAN_MAX_BYTES_FREE",
             &mut self.scan_max_bytes_free,
         )?;
@@ -384,6 +392,7 @@ impl Config {
             retry_base: Duration::from_millis(self.job_retry_base_ms),
             poll_interval: Duration::from_millis(self.job_poll_interval_ms.max(10)),
             max_report_bytes: self.scan_max_bytes_any(),
+            maintenance_interval: Duration::from_secs(self.maintenance_interval_secs.max(1)),
         }
     }
 

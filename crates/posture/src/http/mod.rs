@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod org;
 pub mod pagination;
 pub mod scans;
+pub mod settings;
 
 use crate::auth;
 use crate::state::AppState;
@@ -29,6 +30,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub fn router(state: AppState) -> Router {
     let tenant_routes = Router::new()
         .route("/v1/org", get(org::get_org))
+        .route("/v1/settings", get(settings::get).patch(settings::update))
         .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
         .route(
             "/v1/api-keys/{id}",

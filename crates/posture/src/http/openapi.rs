@@ -11,7 +11,9 @@ use utoipa::{Modify, OpenApi};
         description = "Security posture and compliance for organizations. Authenticate with `Authorization: Bearer sp_live_…`. Every error is RFC 9457 `application/problem+json`; another organization's objects are always 404.",
     ),
     paths(
-        super::org::get_org,
+                super::org::get_org,
+        super::settings::get,
+        super::settings::update,
         super::api_keys::create,
         super::api_keys::list,
         super::api_keys::get,

@@ -32,6 +32,8 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     /// Largest report a stored scan may decompress to.
     pub max_report_bytes: usize,
+    /// How often periodic upkeep runs (reopening lapsed risk acceptances).
+    pub maintenance_interval: Duration,
 }
 
 /// Starts the workers (and one LISTEN connection) until `shutdown` is cancelled.
@@ -45,11 +47,14 @@ pub fn spawn_workers(
         return Vec::new();
     }
     let wake = Arc::new(Notify::new());
-    let mut handles = vec![tokio::spawn(listen(
-        store.clone(),
-        wake.clone(),
-        shutdown.clone(),
-    ))];
+    let mut handles = vec![
+        tokio::spawn(listen(store.clone(), wake.clone(), shutdown.clone())),
+        tokio::spawn(maintain(
+            store.clone(),
+            settings.maintenance_interval,
+            shutdown.clone(),
+        )),
+    ];
     let instance = format!("{}-{:04x}", std::process::id(), rand::random::<u16>());
     for number in 0..settings.count {
         let processor = ScanProcessor {
@@ -93,6 +98,39 @@ async fn listen(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// Most findings one upkeep round reopens (the rest wait for the next round).
+const RISK_EXPIRY_BATCH: i32 = 1_000;
+
+/// Periodic upkeep: findings whose risk acceptance has lapsed reopen even if no
+/// scan sees them again. Runs in every worker process; `SKIP LOCKED` in the
+/// function keeps concurrent rounds from colliding.
+async fn maintain(store: Store, interval: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match reopen_expired_risk_acceptances(&store).await {
+            Ok(0) => {}
+            Ok(reopened) => {
+                tracing::info!(reopened, "reopened findings whose risk acceptance expired")
+            }
+            Err(error) => tracing::warn!(%error, "reopening expired risk acceptances failed"),
+        }
+    }
+}
+
+/// Reopens up to a batch of findings whose accepted risk has expired, across
+/// tenants; returns how many.
+pub async fn reopen_expired_risk_acceptances(store: &Store) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT reopen_expired_risk_acceptances($1)")
+        .bind(RISK_EXPIRY_BATCH)
+        .fetch_one(store.pool())
+        .await
 }
 
 async fn work(

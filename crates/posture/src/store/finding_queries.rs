@@ -126,7 +126,7 @@ pub async fn history(tx: &mut TenantTx, id: FindingId) -> Result<Vec<FindingEven
     let tenant_id = tx.tenant_id().as_uuid();
     let mut events: Vec<FindingEvent> = sqlx::query_as(
         "SELECT occurred_at, kind, from_status, to_status, scan_id, actor, reason FROM finding_events
-         WHERE tenant_id = $1 AND finding_id = $2 ORDER BY id DESC LIMIT 1000",
+         WHERE tenant_id = $1 AND finding_id = $2 ORDER BY occurred_at DESC, id DESC LIMIT 1000",
     )
     .bind(tenant_id)
     .bind(id.as_uuid())

@@ -387,6 +387,10 @@ struct SeenRows {
     statuses: Vec<String>,
     severities: Vec<&'static str>,
     titles: Vec<String>,
+    /// The package version as last reported: a dependency finding's identity
+    /// leaves the version out, so an upgrade that is still vulnerable keeps the
+    /// finding (and its triage) while the version shown stays current.
+    package_versions: Vec<Option<String>>,
 }
 
 impl SeenRows {
@@ -395,6 +399,8 @@ impl SeenRows {
         self.statuses.push(status);
         self.severities.push(finding.severity.as_str());
         self.titles.push(finding.title.clone());
+        self.package_versions
+            .push(finding.package.as_ref().and_then(|p| p.version.clone()));
     }
 
     async fn update(
@@ -410,9 +416,11 @@ impl SeenRows {
         sqlx::query(
             "UPDATE findings f
              SET last_seen_at = $2, last_scan_id = $3, status = u.status, severity = u.severity, title = u.title,
+                 package_version = COALESCE(u.package_version, f.package_version),
                  resolved_at = CASE WHEN u.status = 'reopened' THEN NULL ELSE f.resolved_at END,
                  accepted_until = CASE WHEN u.status = 'reopened' THEN NULL ELSE f.accepted_until END
-             FROM UNNEST($4::uuid[], $5::text[], $6::text[], $7::text[]) AS u(id, status, severity, title)
+             FROM UNNEST($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[])
+                  AS u(id, status, severity, title, package_version)
              WHERE f.tenant_id = $1 AND f.id = u.id",
         )
         .bind(tenant_id)
@@ -421,7 +429,8 @@ impl SeenRows {
         .bind(&self.ids)
         .bind(&self.statuses)
         .bind(&self.severities)
-        .bind(&self.titles)
+                .bind(&self.titles)
+        .bind(&self.package_versions)
         .execute(tx.conn())
         .await?;
         Ok(())

@@ -16,6 +16,7 @@ pub mod findings;
 pub mod operator;
 pub mod retry;
 pub mod scans;
+pub mod settings;
 pub mod tenants;
 
 use posture_domain::TenantId;

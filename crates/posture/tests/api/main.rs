@@ -15,3 +15,4 @@ mod jobs;
 mod real_reports;
 mod scans;
 mod schema_guard;
+mod settings;

@@ -6,6 +6,7 @@
 use crate::support::{assert_problem, TestApp, TestTenant};
 use posture_domain::Tier;
 use serde_json::{json, Value};
+use sqlx::Connection;
 use std::time::{Duration, Instant};
 
 const SARIF: &str = "application/sarif+json";
@@ -528,4 +529,153 @@ async fn bad_reports_are_4xx_problems_that_say_where() {
     // Nothing was accepted.
     let scans: Value = app.get("/v1/scans", key).await.json().await.unwrap();
     assert_eq!(scans["data"].as_array().unwrap().len(), 0, "{scans}");
+}
+
+#[tokio::test]
+async fn an_expired_risk_acceptance_reopens_without_a_rescan() {
+    let app = TestApp::spawn_with(|config| config.maintenance_interval_secs = 1).await;
+    let tenant = app.create_tenant(Tier::Enterprise).await;
+    ingest(
+        &app,
+        &tenant,
+        REPO,
+        SARIF,
+        &sarif("semgrep", &[("py.sqli", "error", 10)]),
+    )
+    .await;
+    let finding = findings(&app, &tenant.admin_key, "").await.remove(0);
+    let id = finding["id"].as_str().unwrap();
+    let until = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let accepted = app
+        .client
+        .patch(format!("{}/v1/findings/{id}", app.address))
+        .bearer_auth(&tenant.admin_key)
+        .json(&json!({"status": "accepted_risk", "reason": "compensating WAF rule", "accepted_until": until}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+    let body: Value = accepted.json().await.unwrap();
+    assert_eq!(body["status"], "accepted_risk");
+
+    // Time passes (the acceptance is moved into the past, as the owner).
+    let mut owner = sqlx::PgConnection::connect(&app.database.owner_url())
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE findings SET accepted_until = now() - interval '1 minute' WHERE tenant_id = $1",
+    )
+    .bind(tenant.id.as_uuid())
+    .execute(&mut owner)
+    .await
+    .unwrap();
+
+    // The workers' upkeep reopens it, with the reason in its history.
+    let started = Instant::now();
+    let detail = loop {
+        let detail: Value = app
+            .get(&format!("/v1/findings/{id}"), &tenant.admin_key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if detail["status"] == "reopened" {
+            break detail;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not reopened: {detail}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(detail["accepted_until"].is_null());
+    let last = detail["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["kind"], "risk_expired", "{detail}");
+    assert_eq!(last["to_status"], "reopened");
+}
+
+#[tokio::test]
+async fn triage_validates_its_decision() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(Tier::Enterprise).await;
+    ingest(
+        &app,
+        &tenant,
+        REPO,
+        SARIF,
+        &sarif("semgrep", &[("py.sqli", "error", 10)]),
+    )
+    .await;
+    let id = findings(&app, &tenant.admin_key, "").await.remove(0)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patch = |body: Value| {
+        let request = app
+            .client
+            .patch(format!("{}/v1/findings/{id}", app.address))
+            .bearer_auth(&tenant.admin_key)
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let past = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    for (body, pointer) in [
+        (json!({"status": "fixed"}), "/status"),
+        (json!({"status": "false_positive"}), "/reason"),
+        (
+            json!({"status": "accepted_risk", "reason": "x"}),
+            "/accepted_until",
+        ),
+        (
+            json!({"status": "accepted_risk", "reason": "x", "accepted_until": past}),
+            "/accepted_until",
+        ),
+        (
+            json!({"status": "open", "accepted_until": past}),
+            "/accepted_until",
+        ),
+    ] {
+        let problem = assert_problem(patch(body.clone()).await, 422).await;
+        let pointers: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["pointer"].as_str().unwrap())
+            .collect();
+        assert!(pointers.contains(&pointer), "{body}: {problem}");
+    }
+    let bulk = app
+        .post_json(
+            "/v1/findings/triage",
+            &tenant.admin_key,
+            &json!({"ids": [], "status": "open"}),
+        )
+        .await;
+    assert_problem(bulk, 422).await;
+    let bulk = app
+        .post_json(
+            "/v1/findings/triage",
+            &tenant.admin_key,
+            &json!({"ids": ["fnd_nope"], "status": "open"}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(bulk, 422).await["errors"][0]["pointer"],
+        "/ids/0"
+    );
+    let reader = app.issue_key(tenant.id, &["read"]).await;
+    let denied = app
+        .client
+        .patch(format!("{}/v1/findings/{id}", app.address))
+        .bearer_auth(&reader)
+        .json(&json!({"status": "false_positive", "reason": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(denied, 403).await;
 }
