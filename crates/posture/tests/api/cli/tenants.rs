@@ -288,6 +288,32 @@ async fn demo_prints_a_working_key_and_reuses_its_tenant() {
     .await;
     assert_eq!(app.get("/v1/org", &keys[1]).await.status(), 200);
 
+    // The sample scans, queued once, are processed by the server's workers.
+    poll_until(
+        &app,
+        "/v1/scans",
+        &keys[1],
+        Duration::from_secs(15),
+        "sample scans processed",
+        |status, body| {
+            status == 200
+                && body["data"].as_array().is_some_and(|scans| {
+                    scans.len() == 4 && scans.iter().all(|scan| scan["status"] == "succeeded")
+                })
+        },
+    )
+    .await;
+    let findings: Value = app
+        .get("/v1/findings?limit=100", &keys[1])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        findings["data"].as_array().unwrap().len() >= 50,
+        "the demo has real findings"
+    );
+
     let mut connection = owner_connection(&app.database).await;
     let (tenants, keys_stored): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE t.slug = 'demo' AND k.revoked_at IS NULL)",
