@@ -687,3 +687,37 @@ async fn another_tenants_findings_and_assets_cannot_be_triaged_or_scanned_into()
         assert_eq!(page["data"], json!([]), "{route}");
     }
 }
+
+#[tokio::test]
+async fn settings_are_per_tenant() {
+    let world = World::build().await;
+    let changed = world
+        .app
+        .client
+        .patch(format!("{}/v1/settings", world.app.address))
+        .bearer_auth(&world.a.admin_key)
+        .json(&json!({ "sla_days": { "critical": 2 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let b_settings: Value = world
+        .app
+        .get("/v1/settings", &world.b.admin_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        b_settings["sla_days"]["critical"], 7,
+        "A's change reached B: {b_settings}"
+    );
+    let a_settings: Value = world
+        .app
+        .get("/v1/settings", &world.a.admin_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a_settings["sla_days"]["critical"], 2);
+}
