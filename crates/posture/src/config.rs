@@ -77,6 +77,7 @@ pub struct Config {
     pub db_connect_deadline_secs: u64,
     pub request_timeout_ms: u64,
     pub max_body_bytes: usize,
+    pub idempotency_ttl_secs: u64,
     pub auth_cache_ttl_ms: u64,
     pub auth_cache_capacity: u64,
     pub last_used_flush_secs: u64,
@@ -116,6 +117,7 @@ impl Default for Config {
             db_connect_deadline_secs: 30,
             request_timeout_ms: 10_000,
             max_body_bytes: 1024 * 1024,
+            idempotency_ttl_secs: 86_400,
             auth_cache_ttl_ms: 4_000,
             auth_cache_capacity: 100_000,
             last_used_flush_secs: 5,
@@ -165,6 +167,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_DB_CONNECT_DEADLINE_SECS", toml_key: "db_connect_deadline_secs", default: "30", meaning: "At start-up, retry the database with backoff and jitter for this long, then give up." },
     SettingDoc { env: "POSTURE_REQUEST_TIMEOUT_MS", toml_key: "request_timeout_ms", default: "10000", meaning: "A request still running after this is answered 503." },
     SettingDoc { env: "POSTURE_MAX_BODY_BYTES", toml_key: "max_body_bytes", default: "1048576", meaning: "Largest accepted request body; larger ones get 413." },
+    SettingDoc { env: "POSTURE_IDEMPOTENCY_TTL_SECS", toml_key: "idempotency_ttl_secs", default: "86400", meaning: "How long a POST's response is kept for replay under its Idempotency-Key (then the key may be reused)." },
     SettingDoc { env: "POSTURE_AUTH_CACHE_TTL_MS", toml_key: "auth_cache_ttl_ms", default: "4000", meaning: "How long a verified API key is trusted without a lookup; bounds how long a revocation takes to reach every instance (at most 5000)." },
     SettingDoc { env: "POSTURE_AUTH_CACHE_CAPACITY", toml_key: "auth_cache_capacity", default: "100000", meaning: "Most verified (and refused) keys held in the in-process cache." },
     SettingDoc { env: "POSTURE_LAST_USED_FLUSH_SECS", toml_key: "last_used_flush_secs", default: "5", meaning: "How often API keys' last_used_at is written (each key at most once a minute)." },
@@ -273,6 +276,11 @@ impl Config {
             &mut self.request_timeout_ms,
         )?;
         set(&env, "POSTURE_MAX_BODY_BYTES", &mut self.max_body_bytes)?;
+        set(
+            &env,
+            "POSTURE_IDEMPOTENCY_TTL_SECS",
+            &mut self.idempotency_ttl_secs,
+        )?;
         set(
             &env,
             "POSTURE_AUTH_CACHE_TTL_MS",

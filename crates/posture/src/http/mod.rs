@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod findings;
 pub mod health;
+pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
@@ -26,7 +27,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 /// Builds the router with every route and the request path's layers:
 /// request context (id, span, metrics, problem rendering) → panic guard →
-/// timeout → body limit → [authentication on `/v1`] → handler.
+/// timeout → body limit → [authentication → idempotency keys, on `/v1`] → handler.
 pub fn router(state: AppState) -> Router {
     let tenant_routes = Router::new()
         .route("/v1/org", get(org::get_org))
@@ -55,6 +56,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/findings/{id}",
             get(findings::get).patch(findings::triage),
         )
+        // Layers added later wrap earlier ones, so the idempotency layer is added
+        // first: it runs after `authenticate`, whose TenantContext scopes the keys.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotency,
+        ))
         // route_layer: only matched routes authenticate, so an unknown path is a
         // 404 rather than a 401.
         .route_layer(axum::middleware::from_fn_with_state(

@@ -40,7 +40,7 @@ use utoipa::{Modify, OpenApi};
         super::scans::ScanPage,
         super::findings::FindingPage,
     )),
-    modifiers(&BearerKey),
+    modifiers(&BearerKey, &IdempotencyKeyHeader),
     tags(
         (name = "org", description = "The caller's organization"),
         (name = "api-keys", description = "API keys (admin scope)"),
@@ -69,5 +69,49 @@ impl Modify for BearerKey {
                     .build(),
             ),
         );
+    }
+}
+
+/// Documents the optional `Idempotency-Key` header on every authenticated POST;
+/// it is handled by a middleware (`http::idempotency`), not by the handlers, so
+/// their annotations do not mention it.
+struct IdempotencyKeyHeader;
+
+impl Modify for IdempotencyKeyHeader {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::Required;
+        let parameter = ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Makes the request safe to retry: 1–255 visible ASCII characters, e.g. a UUID, \
+                 new for every new request. A retry with the same key and the same request \
+                 receives the first response again (with `Idempotent-Replayed: true`) for 24 h by \
+                 default; \
+                 the same key with another body or query is 422 \
+                 `/problems/idempotency-key-reused`; while the first request runs, 409 \
+                 `/problems/idempotency-key-in-flight` with `Retry-After`.",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(255)),
+            ))
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            if let Some(operation) = item.post.as_mut() {
+                operation
+                    .parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(parameter.clone());
+            }
+        }
     }
 }

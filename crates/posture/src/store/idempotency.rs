@@ -267,13 +267,17 @@ async fn delete(tx: &mut TenantTx, scope: KeyScope<'_>) -> Result<(), sqlx::Erro
 #[tracing::instrument(level = "debug", skip(tx))]
 pub async fn sweep_expired(tx: &mut TenantTx, limit: i64) -> Result<u64, sqlx::Error> {
     let deleted = sqlx::query(
-        "DELETE FROM idempotency_keys
-         WHERE tenant_id = $1 AND (key, method, path) IN (
+        // The CTE is evaluated exactly once: as an `IN (subquery)` the planner may
+        // rescan the LIMIT subquery per row and delete more than `limit` rows.
+        "WITH doomed AS MATERIALIZED (
              SELECT key, method, path FROM idempotency_keys
              WHERE tenant_id = $1 AND expires_at < now()
              ORDER BY expires_at
              LIMIT $2
-             FOR UPDATE SKIP LOCKED)",
+             FOR UPDATE SKIP LOCKED)
+         DELETE FROM idempotency_keys k
+         USING doomed d
+         WHERE k.tenant_id = $1 AND k.key = d.key AND k.method = d.method AND k.path = d.path",
     )
     .bind(tx.tenant_id().as_uuid())
     .bind(limit)

@@ -13,6 +13,7 @@ pub mod audit;
 mod connect;
 pub mod finding_queries;
 pub mod findings;
+pub mod idempotency;
 pub mod operator;
 pub mod retry;
 pub mod scans;

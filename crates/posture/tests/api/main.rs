@@ -11,6 +11,7 @@ mod cross_tenant;
 mod errors;
 mod health;
 mod hostile_input;
+mod idempotency;
 mod jobs;
 mod real_reports;
 mod scans;
