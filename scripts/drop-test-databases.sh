@@ -41,6 +41,12 @@ stale_tests="datname LIKE 'posture\\_test\\_%' AND CASE
 recent_tests="datname LIKE 'posture\\_test\\_%' AND NOT ($stale_tests)"
 templates="datname LIKE 'posture\\_tpl\\_%'
     AND NOT EXISTS (SELECT 1 FROM pg_database WHERE $recent_tests)"
+# Benchmark databases (posture_bench_<unix time>) left by an interrupted
+# scripts/bench-ingest.sh go by the same age rule.
+stale_tests="($stale_tests) OR (datname LIKE 'posture\\_bench\\_%' AND CASE
+    WHEN split_part(datname, '_', 3) ~ '^[0-9]{1,18}\$'
+    THEN split_part(datname, '_', 3)::bigint < extract(epoch FROM now())::bigint - $max_age
+    ELSE true END)"
 
 count=$(owner_psql -c "SELECT count(*) FROM pg_database WHERE ($stale_tests) OR ($templates)")
 ((count > 0)) || exit 0

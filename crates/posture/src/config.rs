@@ -90,6 +90,7 @@ pub struct Config {
     pub job_retry_base_ms: u64,
     pub job_poll_interval_ms: u64,
     pub maintenance_interval_secs: u64,
+    pub job_statement_timeout_ms: u64,
     pub scan_max_bytes_free: usize,
     pub scan_max_bytes_basic: usize,
     pub scan_max_bytes_premium: usize,
@@ -130,6 +131,7 @@ impl Default for Config {
             job_retry_base_ms: 2_000,
             job_poll_interval_ms: 1_000,
             maintenance_interval_secs: 60,
+            job_statement_timeout_ms: 120_000,
             scan_max_bytes_free: 5 * 1024 * 1024,
             scan_max_bytes_basic: 20 * 1024 * 1024,
             scan_max_bytes_premium: 50 * 1024 * 1024,
@@ -180,6 +182,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_JOB_RETRY_BASE_MS", toml_key: "job_retry_base_ms", default: "2000", meaning: "First retry delay of a failed job; each later one is four times longer (±25 % jitter, at most 1 h)." },
     SettingDoc { env: "POSTURE_JOB_POLL_INTERVAL_MS", toml_key: "job_poll_interval_ms", default: "1000", meaning: "Idle workers look for due jobs this often even without a notification." },
         SettingDoc { env: "POSTURE_MAINTENANCE_INTERVAL_SECS", toml_key: "maintenance_interval_secs", default: "60", meaning: "How often workers run upkeep: findings whose accepted risk has expired reopen." },
+        SettingDoc { env: "POSTURE_JOB_STATEMENT_TIMEOUT_MS", toml_key: "job_statement_timeout_ms", default: "120000", meaning: "statement_timeout of the transaction that applies a scan (a 100k-finding report takes seconds; request-path statements keep db_statement_timeout_ms)." },
     SettingDoc { env: "POSTURE_SCAN_MAX_BYTES_FREE", toml_key: "scan_max_bytes_free", default: "5242880", meaning: "Largest scan report a free-tier tenant may submit (413 above)." },
     SettingDoc { env: "POSTURE_SCAN_MAX_BYTES_BASIC", toml_key: "scan_max_bytes_basic", default: "20971520", meaning: "Largest scan report for the basic tier." },
     SettingDoc { env: "POSTURE_SCAN_MAX_BYTES_PREMIUM", toml_key: "scan_max_bytes_premium", default: "52428800", meaning: "Largest scan report for the premium tier." },
@@ -321,6 +324,11 @@ impl Config {
         )?;
         set(
             &env,
+            "POSTURE_JOB_STATEMENT_TIMEOUT_MS",
+            &mut self.job_statement_timeout_ms,
+        )?;
+        set(
+            &env,
             "POSTURE_SCAN_MAX_BYTES_FREE",
             &mut self.scan_max_bytes_free,
         )?;
@@ -401,6 +409,9 @@ impl Config {
             poll_interval: Duration::from_millis(self.job_poll_interval_ms.max(10)),
             max_report_bytes: self.scan_max_bytes_any(),
             maintenance_interval: Duration::from_secs(self.maintenance_interval_secs.max(1)),
+            apply_statement_timeout: Duration::from_millis(
+                self.job_statement_timeout_ms.max(1_000),
+            ),
         }
     }
 

@@ -1,13 +1,13 @@
 //! Processing one scan job: load → parse (no transaction open) → apply and
 //! complete the job in one tenant transaction.
 
-use super::{decompress, format_from_name, parse_off_thread};
+use super::{decompress, format_from_name};
 use crate::jobs::queue::{self, ClaimedJob};
 use crate::store::findings::{self, ScanApplication};
 use crate::store::{scans, Store};
 use anyhow::Context;
+use posture_domain::report::parse_report;
 use serde_json::json;
-use std::sync::Arc;
 
 /// What a worker needs to process scans.
 #[derive(Clone)]
@@ -17,6 +17,8 @@ pub struct ScanProcessor {
     pub worker_id: String,
     /// Largest report a stored scan may decompress to.
     pub max_report_bytes: usize,
+    /// `statement_timeout` of the transaction that applies a scan.
+    pub apply_statement_timeout: std::time::Duration,
 }
 
 /// How a processed job ended.
@@ -56,22 +58,28 @@ impl ScanProcessor {
             return Ok(Processed::Gone);
         };
 
-        // 2. Decompress and parse with no transaction open: CPU work.
+        // 2. Decompress and parse with no transaction open: CPU work, in one
+        //    blocking task, so the report's bytes are never copied (a 100,000-
+        //    result SARIF log is ~40 MB) and are freed as soon as it is parsed.
         let limit = self.max_report_bytes;
-        let report: Arc<[u8]> = tokio::task::spawn_blocking(move || decompress(&stored, limit))
-            .await
-            .context("decompression task")??
-            .into();
-        let parsed = parse_off_thread(
-            report,
-            format_from_name(&scan.format),
-            scan.tool_name.clone(),
-        )
+        let declared = format_from_name(&scan.format);
+        let tool_hint = scan.tool_name.clone();
+        let parsed = tokio::task::spawn_blocking(move || {
+            let report = decompress(&stored, limit)?;
+            drop(stored);
+            Ok::<_, std::io::Error>(parse_report(&report, declared, tool_hint.as_deref()))
+        })
         .await
-        .context("parser task")?;
+        .context("parser task")??;
 
-        // 3. Apply and complete, atomically.
+        // 3. Apply and complete, atomically. A large report's apply takes seconds,
+        // longer than the request-path statement timeout; this transaction gets
+        // the job's own limit.
         let mut tx = self.store.begin_tenant(job.tenant_id).await?;
+        sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+            .bind(self.apply_statement_timeout.as_millis().to_string())
+            .execute(tx.conn())
+            .await?;
         let outcome = match parsed {
             Err(error) => {
                 // The report was checked at submission, so this is rare (e.g. a
@@ -118,6 +126,10 @@ impl ScanProcessor {
             tracing::warn!("lease lost before commit; another worker owns the job");
             return Ok(Processed::LeaseLost);
         }
+        // A big scan grows the connection's buffers to its largest statement
+        // (~15 MB for 100,000 findings); hand that back rather than keep it idle
+        // in the pool.
+        sqlx::Connection::shrink_buffers(tx.conn());
         tx.commit().await?;
         Ok(outcome)
     }

@@ -34,6 +34,8 @@ pub struct WorkerSettings {
     pub max_report_bytes: usize,
     /// How often periodic upkeep runs (reopening lapsed risk acceptances).
     pub maintenance_interval: Duration,
+    /// `statement_timeout` of the transaction that applies a scan.
+    pub apply_statement_timeout: Duration,
 }
 
 /// Starts the workers (and one LISTEN connection) until `shutdown` is cancelled.
@@ -61,6 +63,7 @@ pub fn spawn_workers(
             store: store.clone(),
             worker_id: format!("worker-{instance}-{number}"),
             max_report_bytes: settings.max_report_bytes,
+            apply_statement_timeout: settings.apply_statement_timeout,
         };
         handles.push(tokio::spawn(work(
             processor,

@@ -4,7 +4,8 @@ use super::TenantTx;
 use chrono::{DateTime, Duration, Utc};
 use posture_domain::finding::{NormalizedFinding, Severity};
 use posture_domain::ids::{AssetId, FindingId, ScanId};
-use std::collections::HashMap;
+use posture_domain::Fingerprint;
+use std::collections::hash_map::{Entry, HashMap};
 use uuid::Uuid;
 
 use super::scans::ScanCounts;
@@ -12,6 +13,14 @@ use super::scans::ScanCounts;
 /// Separator of list values packed into one text per row for UNNEST (Postgres
 /// arrays must be rectangular, so per-row arrays travel as delimited text).
 const LIST_SEPARATOR: &str = "\u{1f}";
+
+/// Findings per write statement. Rows are written in batches so that memory
+/// stays bounded whatever the report's size: sqlx encodes a statement's
+/// parameters twice (the arguments, then the wire message), which for 100,000
+/// new findings in one INSERT came to more than 100 MB. Batches of this size
+/// keep each under a few MB (and Postgres's UNNEST within `work_mem`), while
+/// round trips stay negligible (20 per statement kind for 100,000 findings).
+const WRITE_BATCH: usize = 5_000;
 
 /// SLA days by severity, from the tenant's settings.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +92,8 @@ pub struct ScanApplication<'a> {
 #[derive(sqlx::FromRow)]
 struct ExistingRow {
     id: Uuid,
-    fingerprint: String,
+    /// 1-based position of the finding in the scan's list.
+    position: i64,
     status: String,
     severity: String,
     accepted_until: Option<DateTime<Utc>>,
@@ -101,9 +111,9 @@ struct Event {
 /// Applies a scan's findings to the asset: inserts new findings, refreshes seen
 /// ones (reopening resolved ones and expired risk acceptances), records this
 /// tool's sightings, and — for a full scan — resolves what the tool no longer
-/// reports. Every statement is set-based (UNNEST), so a report of any size costs
-/// a fixed number of round trips. Triage decisions (false positive, accepted
-/// risk) survive rescans.
+/// reports. Every statement is set-based (UNNEST): a report of any size costs a
+/// fixed number of round trips per [`WRITE_BATCH`] findings. Triage decisions
+/// (false positive, accepted risk) survive rescans.
 #[tracing::instrument(level = "debug", skip_all, fields(findings = application.findings.len()))]
 pub async fn apply_scan(
     tx: &mut TenantTx,
@@ -121,124 +131,127 @@ pub async fn apply_scan(
     } = application;
 
     // De-duplicate within the report: the same fingerprint twice is one finding.
-    let mut by_fingerprint: HashMap<String, NormalizedFinding> =
-        HashMap::with_capacity(findings.len());
-    let mut order: Vec<String> = Vec::with_capacity(findings.len());
-    for finding in findings {
-        let key = finding.fingerprint.to_string();
-        match by_fingerprint.get_mut(&key) {
-            Some(existing) => existing.merge(finding),
-            None => {
-                order.push(key.clone());
-                by_fingerprint.insert(key, finding);
-            }
-        }
-    }
+    let findings = distinct(findings);
 
-    let existing: Vec<ExistingRow> = sqlx::query_as(
-        "SELECT id, fingerprint, status, severity, accepted_until FROM findings
-         WHERE tenant_id = $1 AND asset_id = $2 AND fingerprint = ANY($3)
-         FOR UPDATE",
+    // The asset's existing findings among these, locked, matched back by position.
+    // A join with UNNEST rather than `fingerprint = ANY($3)`: under a generic plan
+    // (which Postgres may pick for a prepared statement after five runs) the
+    // array is a parameter and `= ANY` a linear search per row, quadratic in the
+    // report's size (measured: 9 s for 5,000 fingerprints on a 100,000-finding
+    // asset); the join is a hash join either way.
+    let fingerprints: Vec<String> = findings
+        .iter()
+        .map(|finding| finding.fingerprint.to_string())
+        .collect();
+    let rows: Vec<ExistingRow> = sqlx::query_as(
+        "SELECT f.id, u.position, f.status, f.severity, f.accepted_until
+         FROM UNNEST($3::text[]) WITH ORDINALITY AS u(fingerprint, position)
+         JOIN findings f ON f.tenant_id = $1 AND f.asset_id = $2 AND f.fingerprint = u.fingerprint
+         FOR UPDATE OF f",
     )
     .bind(tenant_id)
     .bind(asset_id.as_uuid())
-    .bind(&order)
+    .bind(&fingerprints)
     .fetch_all(tx.conn())
     .await?;
-    let existing: HashMap<String, ExistingRow> = existing
-        .into_iter()
-        .map(|row| (row.fingerprint.clone(), row))
-        .collect();
-
-    let mut counts = ScanCounts {
-        total: order.len() as i32,
-        ..ScanCounts::default()
-    };
-    let mut events: Vec<Event> = Vec::new();
-    let mut new_rows = NewRows::default();
-    let mut seen = SeenRows::default();
-    let mut sighted: Vec<Uuid> = Vec::with_capacity(order.len());
-
-    for fingerprint in &order {
-        let finding = &by_fingerprint[fingerprint];
-        match existing.get(fingerprint) {
-            None => {
-                let id = FindingId::new().as_uuid();
-                new_rows.push(id, finding, sla.due(finding.severity, now));
-                events.push(Event {
-                    finding_id: id,
-                    kind: "created",
-                    from_status: None,
-                    to_status: Some("open".into()),
-                    reason: None,
-                });
-                sighted.push(id);
-                counts.new += 1;
-            }
-            Some(row) => {
-                let status = match row.status.as_str() {
-                    "resolved" => {
-                        counts.reopened += 1;
-                        events.push(Event {
-                            finding_id: row.id,
-                            kind: "reopened",
-                            from_status: Some(row.status.clone()),
-                            to_status: Some("reopened".into()),
-                            reason: None,
-                        });
-                        "reopened".to_owned()
-                    }
-                    "accepted_risk" if row.accepted_until.is_some_and(|until| until <= now) => {
-                        counts.reopened += 1;
-                        events.push(Event {
-                            finding_id: row.id,
-                            kind: "risk_expired",
-                            from_status: Some(row.status.clone()),
-                            to_status: Some("reopened".into()),
-                            reason: None,
-                        });
-                        "reopened".to_owned()
-                    }
-                    other => {
-                        counts.unchanged += 1;
-                        other.to_owned()
-                    }
-                };
-                if row.severity != finding.severity.as_str() {
-                    events.push(Event {
-                        finding_id: row.id,
-                        kind: "severity_changed",
-                        from_status: None,
-                        to_status: None,
-                        reason: Some(format!("severity {} -> {}", row.severity, finding.severity)),
-                    });
-                }
-                seen.push(row.id, finding, status);
-                sighted.push(row.id);
-            }
+    drop(fingerprints);
+    let mut existing: Vec<Option<ExistingRow>> = Vec::with_capacity(findings.len());
+    existing.resize_with(findings.len(), || None);
+    for row in rows {
+        let at = usize::try_from(row.position - 1)
+            .map_err(|_| sqlx::Error::Protocol("UNNEST ordinality out of range".into()))?;
+        if let Some(slot) = existing.get_mut(at) {
+            *slot = Some(row);
         }
     }
 
-    new_rows
-        .insert(tx, tenant_id, asset_id, scan_id, tool_name, now)
-        .await?;
-    seen.update(tx, tenant_id, scan_id, now).await?;
+    let mut counts = ScanCounts {
+        total: findings.len() as i32,
+        ..ScanCounts::default()
+    };
+    let mut seen = SeenRows::default();
 
-    // This tool reports these findings on this asset as of this scan.
-    sqlx::query(
-        "INSERT INTO finding_sightings (tenant_id, finding_id, tool_name, asset_id, last_scan_id, last_seen_at)
-         SELECT $1, finding_id, $2, $3, $4, $5 FROM UNNEST($6::uuid[]) AS finding_id
-         ON CONFLICT (tenant_id, finding_id, tool_name)
-         DO UPDATE SET last_scan_id = EXCLUDED.last_scan_id, last_seen_at = EXCLUDED.last_seen_at",
-    )
-    .bind(tenant_id)
-    .bind(tool_name)
-    .bind(asset_id.as_uuid())
-    .bind(scan_id.as_uuid())
-    .bind(now)
-    .bind(&sighted)
-    .execute(tx.conn())
-    .await?;
+    for (batch, batch_existing) in findings
+        .chunks(WRITE_BATCH)
+        .zip(existing.chunks(WRITE_BATCH))
+    {
+        let mut events: Vec<Event> = Vec::new();
+        let mut new_rows = NewRows::default();
+        let mut sighted: Vec<Uuid> = Vec::with_capacity(batch.len());
+        for (finding, existing) in batch.iter().zip(batch_existing) {
+            match existing {
+                None => {
+                    let id = FindingId::new().as_uuid();
+                    new_rows.push(id, finding, sla.due(finding.severity, now));
+                    events.push(Event {
+                        finding_id: id,
+                        kind: "created",
+                        from_status: None,
+                        to_status: Some("open".into()),
+                        reason: None,
+                    });
+                    sighted.push(id);
+                    counts.new += 1;
+                }
+                Some(row) => {
+                    let status = match row.status.as_str() {
+                        "resolved" => {
+                            counts.reopened += 1;
+                            events.push(Event {
+                                finding_id: row.id,
+                                kind: "reopened",
+                                from_status: Some(row.status.clone()),
+                                to_status: Some("reopened".into()),
+                                reason: None,
+                            });
+                            "reopened".to_owned()
+                        }
+                        "accepted_risk" if row.accepted_until.is_some_and(|until| until <= now) => {
+                            counts.reopened += 1;
+                            events.push(Event {
+                                finding_id: row.id,
+                                kind: "risk_expired",
+                                from_status: Some(row.status.clone()),
+                                to_status: Some("reopened".into()),
+                                reason: None,
+                            });
+                            "reopened".to_owned()
+                        }
+                        other => {
+                            counts.unchanged += 1;
+                            other.to_owned()
+                        }
+                    };
+                    if row.severity != finding.severity.as_str() {
+                        events.push(Event {
+                            finding_id: row.id,
+                            kind: "severity_changed",
+                            from_status: None,
+                            to_status: None,
+                            reason: Some(format!(
+                                "severity {} -> {}",
+                                row.severity, finding.severity
+                            )),
+                        });
+                    }
+                    seen.push(row.id, finding, status);
+                    sighted.push(row.id);
+                }
+            }
+        }
+        new_rows
+            .insert(tx, tenant_id, asset_id, scan_id, tool_name, now)
+            .await?;
+        record_sightings(tx, tenant_id, tool_name, asset_id, scan_id, now, &sighted).await?;
+        insert_events(tx, tenant_id, scan_id, &events, now).await?;
+    }
+    // One statement for all seen findings: in batches, each UPDATE would read
+    // all of the asset's findings again whenever Postgres joins by hash (it does
+    // while statistics are stale; measured: a 100,000-finding rescan went from
+    // 4.4 s to 6.8 s), and its parameters are a fraction of the INSERT's. What
+    // it needs is copied into `seen`: the findings can go first.
+    drop((findings, existing));
+    seen.update(tx, tenant_id, asset_id, scan_id, now).await?;
 
     if full {
         // Sightings of this tool on this asset not renewed by this scan are gone;
@@ -265,17 +278,73 @@ pub async fn apply_scan(
         .fetch_all(tx.conn())
         .await?;
         counts.resolved = resolved.len() as i32;
-        events.extend(resolved.into_iter().map(|finding_id| Event {
-            finding_id,
-            kind: "resolved",
-            from_status: None,
-            to_status: Some("resolved".into()),
-            reason: Some(format!("no longer reported by {tool_name}")),
-        }));
+        let reason = format!("no longer reported by {tool_name}");
+        let events: Vec<Event> = resolved
+            .into_iter()
+            .map(|finding_id| Event {
+                finding_id,
+                kind: "resolved",
+                from_status: None,
+                to_status: Some("resolved".into()),
+                reason: Some(reason.clone()),
+            })
+            .collect();
+        insert_events(tx, tenant_id, scan_id, &events, now).await?;
     }
-
-    insert_events(tx, tenant_id, scan_id, &events, now).await?;
     Ok(counts)
+}
+
+/// The findings with distinct fingerprints, in order: a repeated fingerprint is
+/// merged into its first occurrence. In place, without a second copy of the
+/// findings (the parsers already merge duplicates, so this rarely finds any).
+fn distinct(mut findings: Vec<NormalizedFinding>) -> Vec<NormalizedFinding> {
+    let mut positions: HashMap<Fingerprint, usize> = HashMap::with_capacity(findings.len());
+    let mut kept = 0;
+    for read in 0..findings.len() {
+        match positions.entry(findings[read].fingerprint) {
+            Entry::Occupied(first) => {
+                let duplicate = findings[read].clone();
+                findings[*first.get()].merge(duplicate);
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(kept);
+                findings.swap(kept, read);
+                kept += 1;
+            }
+        }
+    }
+    findings.truncate(kept);
+    findings
+}
+
+/// Records that this tool reports these findings on this asset as of this scan.
+async fn record_sightings(
+    tx: &mut TenantTx,
+    tenant_id: Uuid,
+    tool_name: &str,
+    asset_id: AssetId,
+    scan_id: ScanId,
+    now: DateTime<Utc>,
+    finding_ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    if finding_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO finding_sightings (tenant_id, finding_id, tool_name, asset_id, last_scan_id, last_seen_at)
+         SELECT $1, finding_id, $2, $3, $4, $5 FROM UNNEST($6::uuid[]) AS finding_id
+         ON CONFLICT (tenant_id, finding_id, tool_name)
+         DO UPDATE SET last_scan_id = EXCLUDED.last_scan_id, last_seen_at = EXCLUDED.last_seen_at",
+    )
+    .bind(tenant_id)
+    .bind(tool_name)
+    .bind(asset_id.as_uuid())
+    .bind(scan_id.as_uuid())
+    .bind(now)
+    .bind(finding_ids)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
 }
 
 /// Columns of new findings, one vector per column, for one UNNEST insert.
@@ -407,6 +476,7 @@ impl SeenRows {
         &self,
         tx: &mut TenantTx,
         tenant_id: Uuid,
+        asset_id: AssetId,
         scan_id: ScanId,
         now: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
@@ -421,7 +491,7 @@ impl SeenRows {
                  accepted_until = CASE WHEN u.status = 'reopened' THEN NULL ELSE f.accepted_until END
              FROM UNNEST($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[])
                   AS u(id, status, severity, title, package_version)
-             WHERE f.tenant_id = $1 AND f.id = u.id",
+             WHERE f.tenant_id = $1 AND f.asset_id = $9 AND f.id = u.id",
         )
         .bind(tenant_id)
         .bind(now)
@@ -431,6 +501,9 @@ impl SeenRows {
         .bind(&self.severities)
                 .bind(&self.titles)
         .bind(&self.package_versions)
+        // Redundant (the ids are the asset's), but it lets Postgres read only the
+        // asset's findings when it joins by hash rather than all of the tenant's.
+        .bind(asset_id.as_uuid())
         .execute(tx.conn())
         .await?;
         Ok(())
@@ -444,9 +517,19 @@ async fn insert_events(
     events: &[Event],
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    if events.is_empty() {
-        return Ok(());
+    for batch in events.chunks(WRITE_BATCH) {
+        insert_event_batch(tx, tenant_id, scan_id, batch, now).await?;
     }
+    Ok(())
+}
+
+async fn insert_event_batch(
+    tx: &mut TenantTx,
+    tenant_id: Uuid,
+    scan_id: ScanId,
+    events: &[Event],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
     let finding_ids: Vec<Uuid> = events.iter().map(|e| e.finding_id).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();

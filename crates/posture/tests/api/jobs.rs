@@ -111,6 +111,7 @@ async fn a_crashed_workers_job_is_finished_by_another_without_duplicates() {
         store: store.clone(),
         worker_id: worker.to_owned(),
         max_report_bytes: 1 << 20,
+        apply_statement_timeout: Duration::from_secs(60),
     };
     assert_eq!(
         processor("worker-b").process(&retaken).await.unwrap(),
@@ -223,4 +224,52 @@ async fn a_job_that_keeps_failing_ends_dead_and_its_scan_failed() {
         "{scan}"
     );
     assert_eq!(scan["error"]["kind"], "processing_failed");
+}
+
+#[tokio::test]
+async fn a_report_larger_than_one_write_batch_is_applied_and_rescanned_exactly() {
+    // 12,000 results: three write batches of new findings, then a rescan with
+    // the last 1,500 removed (resolutions spanning batches).
+    let app = TestApp::spawn_with(|config| config.workers = 1).await;
+    let tenant = app.create_tenant(Tier::Enterprise).await;
+    let first = submit(&app, &tenant.admin_key, report(12_000)).await;
+    let done = wait_until(
+        &app,
+        &tenant.admin_key,
+        &first,
+        Duration::from_secs(60),
+        |s| s["status"] == "succeeded",
+    )
+    .await;
+    assert_eq!(done["counts"]["new"], 12_000, "{done}");
+    let second = submit(&app, &tenant.admin_key, report(10_500)).await;
+    let done = wait_until(
+        &app,
+        &tenant.admin_key,
+        &second,
+        Duration::from_secs(60),
+        |s| s["status"] == "succeeded",
+    )
+    .await;
+    assert_eq!(
+        (
+            done["counts"]["unchanged"].as_i64(),
+            done["counts"]["resolved"].as_i64()
+        ),
+        (Some(10_500), Some(1_500)),
+        "{done}"
+    );
+    let mut owner = PgConnection::connect(&app.database.owner_url())
+        .await
+        .unwrap();
+    let (findings, open, events): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'open'),
+                (SELECT count(*) FROM finding_events WHERE tenant_id = $1)
+         FROM findings WHERE tenant_id = $1",
+    )
+    .bind(tenant.id.as_uuid())
+    .fetch_one(&mut owner)
+    .await
+    .unwrap();
+    assert_eq!((findings, open, events), (12_000, 10_500, 13_500));
 }
