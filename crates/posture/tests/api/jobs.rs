@@ -273,3 +273,103 @@ async fn a_report_larger_than_one_write_batch_is_applied_and_rescanned_exactly()
     .unwrap();
     assert_eq!((findings, open, events), (12_000, 10_500, 13_500));
 }
+
+#[tokio::test]
+async fn a_worker_killed_mid_apply_leaves_a_job_another_worker_finishes_once() {
+    let app = TestApp::spawn_with(|config| config.workers = 0).await;
+    let tenant = app.create_tenant(Tier::Enterprise).await;
+    let location = submit(&app, &tenant.admin_key, report(40)).await;
+    let config = test_config(&app.database);
+    let store =
+        Store::connect_lazy(&app.database.app_url(), &PoolSettings::for_command(&config)).unwrap();
+    let processor = |worker: &str| ScanProcessor {
+        store: store.clone(),
+        worker_id: worker.to_owned(),
+        max_report_bytes: 1 << 20,
+        apply_statement_timeout: Duration::from_secs(60),
+    };
+
+    // Hold the asset row so worker A's apply blocks inside its transaction (its
+    // inserts check the foreign key to the asset): A is then killed mid-apply.
+    let mut owner = PgConnection::connect(&app.database.owner_url())
+        .await
+        .unwrap();
+    let mut blocker = owner.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM assets WHERE tenant_id = $1 FOR UPDATE")
+        .bind(tenant.id.as_uuid())
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let job = queue::claim(&store, "worker-a", 1, Duration::from_millis(500))
+        .await
+        .unwrap()
+        .remove(0);
+    let worker_a = processor("worker-a");
+    let running = tokio::spawn(async move { worker_a.process(&job).await });
+    // Wait (bounded) until A is stuck on the lock, then kill it.
+    let mut watcher = PgConnection::connect(&app.database.owner_url())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            // pg_locks, not pg_stat_activity: the latter hides other roles' wait states.
+            "SELECT count(*) FROM pg_locks WHERE NOT granted",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "worker A never reached its apply"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.abort();
+    assert!(running.await.unwrap_err().is_cancelled());
+    blocker.rollback().await.unwrap();
+
+    // Worker B takes the job over once A's lease expires and finishes it.
+    let started = Instant::now();
+    let retaken = loop {
+        if let Some(job) = queue::claim(&store, "worker-b", 1, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .into_iter()
+            .next()
+        {
+            break job;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the killed worker's job was not taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        processor("worker-b").process(&retaken).await.unwrap(),
+        Processed::Applied
+    );
+    let scan = scan_status(&app, &tenant.admin_key, &location).await;
+    assert_eq!(
+        (scan["status"].as_str(), scan["counts"]["new"].as_i64()),
+        (Some("succeeded"), Some(40)),
+        "{scan}"
+    );
+    let (findings, events): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM findings WHERE tenant_id = $1),
+                (SELECT count(*) FROM finding_events WHERE tenant_id = $1)",
+    )
+    .bind(tenant.id.as_uuid())
+    .fetch_one(&mut owner)
+    .await
+    .unwrap();
+    assert_eq!(
+        (findings, events),
+        (40, 40),
+        "nothing of the killed attempt survived; nothing doubled"
+    );
+}
