@@ -92,6 +92,76 @@ impl From<ScanRecord> for ScanView {
     }
 }
 
+/// The native report format, for tools without SARIF or CycloneDX output. Only
+/// documents the format: reports are parsed by `posture_domain::report`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NativeReport {
+    /// Always `posture-native`.
+    #[schema(example = "posture-native")]
+    format: String,
+    /// Always `"1"`.
+    #[schema(example = "1")]
+        version: String,
+    /// Required unless the request names the tool (`tool` query parameter).
+    tool: Option<NativeTool>,
+    /// May be empty or absent; at most 500,000.
+    findings: Option<Vec<NativeFinding>>,
+}
+
+/// The tool that produced a native report.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NativeTool {
+    #[schema(example = "acme-scanner")]
+    name: String,
+    version: Option<String>,
+}
+
+/// One finding of a native report.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NativeFinding {
+    /// The tool's rule or check id.
+    #[schema(example = "sql-injection")]
+    rule_id: String,
+    title: String,
+    /// `info`, `low`, `medium`, `high` or `critical`.
+    #[schema(example = "high")]
+    severity: String,
+    description: Option<String>,
+    /// CWE numbers.
+    #[schema(example = json!([89]))]
+    cwe: Option<Vec<u32>>,
+    /// CVE, GHSA or other advisory ids.
+    #[schema(example = json!(["CVE-2021-44228"]))]
+    vulnerability_ids: Option<Vec<String>>,
+    location: Option<NativeLocation>,
+    package: Option<NativePackage>,
+    /// The tool's own stable identity of the finding, if it has one.
+    fingerprint: Option<String>,
+}
+
+/// Where a native finding is.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NativeLocation {
+    #[schema(example = "src/db.py")]
+    path: String,
+    line: Option<u32>,
+}
+
+/// Which dependency a native finding is about.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NativePackage {
+        #[schema(example = "pkg:pypi/django@3.2.0")]
+    purl: Option<String>,
+    /// Required unless `purl` is given (name and version default from it).
+    name: Option<String>,
+    version: Option<String>,
+}
+
 /// Where the scan goes.
 enum AssetRef {
     Id(AssetId),
@@ -200,7 +270,15 @@ fn declared_format(headers: &HeaderMap) -> Result<(Option<ReportFormat>, String)
 /// and its processing job are committed; follow `Location`.
 #[utoipa::path(post, path = "/v1/scans", tag = "scans", security(("api_key" = [])),
     params(SubmitScanQuery),
-    request_body(content = String, description = "The report", content_type = "application/sarif+json"),
+        request_body(
+        description = "The report itself: SARIF 2.1.0, CycloneDX 1.4–1.6 JSON, or the native format (schema below; docs/report-formats.md)",
+        content(
+            (NativeReport = "application/vnd.posture.native+json"),
+            (Object = "application/sarif+json"),
+            (Object = "application/vnd.cyclonedx+json"),
+            (Object = "application/json"),
+        )
+    ),
     responses(
         (status = 202, description = "Accepted; processed in the background", body = ScanView),
         (status = 400, description = "Not JSON or not UTF-8", body = super::error::Problem, content_type = "application/problem+json"),
