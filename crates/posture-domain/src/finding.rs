@@ -325,6 +325,11 @@ fn sort_bounded<T: Ord>(items: &mut Vec<T>) {
 
 /// `text` cut to at most `max_chars` characters, on a character boundary.
 pub fn bounded(text: &str, max_chars: usize) -> String {
+    // NUL is valid in JSON strings but cannot be stored in a Postgres text
+    // column: it is dropped here, where every stored string passes.
+    if text.contains('\0') {
+        return bounded(&text.replace('\0', ""), max_chars);
+    }
     // A string of at most `max_chars` bytes has at most that many characters.
     if text.len() <= max_chars {
         return text.to_owned();

@@ -50,6 +50,9 @@ impl Application {
             verifier: Arc::new(verifier),
             last_used: Arc::new(LastUsedRecorder::default()),
             metrics: Arc::new(Metrics::default()),
+            report_permits: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+            )),
         };
         Ok(Application {
             listener,

@@ -19,4 +19,8 @@ pub struct AppState {
     pub last_used: Arc<LastUsedRecorder>,
     /// HTTP metrics.
     pub metrics: Arc<Metrics>,
+    /// Reports parsed (and compressed) at once on submission: each holds its
+    /// report and its findings in memory and a core busy, so bursts queue here
+    /// rather than exhaust memory.
+    pub report_permits: Arc<tokio::sync::Semaphore>,
 }

@@ -21,7 +21,7 @@ pub mod synthetic;
 pub use error::{ReportError, ReportErrorKind};
 pub use json::MAX_DEPTH;
 
-use crate::finding::{FindingDraft, NormalizedFinding};
+use crate::finding::{bounded, FindingDraft, NormalizedFinding};
 use crate::fingerprint::{Basis, Fingerprint};
 use serde::Serialize;
 use std::collections::hash_map::{Entry, HashMap};
@@ -133,6 +133,9 @@ pub struct ParsedReport {
 ///
 /// let error = parse_report(br#"{"version": "2.1.0", "runs": {}}"#, None, None).unwrap_err();
 /// assert_eq!((error.kind, error.pointer.as_str()), (ReportErrorKind::Invalid, "/runs"));
+/// Longest tool name or version kept (longer ones are cut).
+pub const MAX_TOOL_CHARS: usize = 200;
+
 /// ```
 pub fn parse_report(
     bytes: &[u8],
@@ -181,10 +184,18 @@ pub fn parse_report_with_limit(
     };
     let (tool_name, tool_version) =
         parsed.map_err(|error| explain_wrong_format(error, format, text))?;
+    // Tool names and versions key sightings and are shown: bounded and without
+    // control characters (a NUL cannot be stored in a text column at all).
+    let clean = |text: &str| -> String {
+        bounded(text.trim(), MAX_TOOL_CHARS)
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect()
+    };
     Ok(ParsedReport {
         format,
-        tool_name,
-        tool_version,
+        tool_name: clean(&tool_name),
+        tool_version: tool_version.map(|version| clean(&version)),
         findings: sink.finish(),
     })
 }

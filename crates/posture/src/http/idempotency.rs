@@ -115,7 +115,7 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
 
     let method = parts.method.as_str().to_owned();
     let path = parts.uri.path().to_owned();
-    let request_hash = fingerprint_off_thread(&parts, body.clone()).await?;
+    let request_hash = fingerprint_off_thread(context.actor(), &parts, body.clone()).await?;
     let scope = KeyScope {
         key: &key,
         method: &method,
@@ -219,10 +219,13 @@ fn parse_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
 
-/// SHA-256 of what makes the request *this* request: method, path, query,
-/// content type (it selects the report format) and body. Each field is
-/// length-prefixed, so no two different requests share an encoding.
+/// SHA-256 of what makes the request *this* request: the API key that sent
+/// it (a replay must not hand one key's result — e.g. an admin key's 201 — to a
+/// key that may not make the request), method, path, query, content type (it
+/// selects the report format) and body. Each field is length-prefixed, so no two
+/// different requests share an encoding.
 pub fn fingerprint(
+    caller: &str,
     method: &str,
     path: &str,
     query: &str,
@@ -231,6 +234,7 @@ pub fn fingerprint(
 ) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for field in [
+        caller.as_bytes(),
         method.as_bytes(),
         path.as_bytes(),
         query.as_bytes(),
@@ -246,6 +250,7 @@ pub fn fingerprint(
 /// [`fingerprint`], on a blocking thread for large bodies (hashing 100 MiB takes
 /// a fraction of a second: too long to hold an async worker thread).
 async fn fingerprint_off_thread(
+    caller: String,
     parts: &axum::http::request::Parts,
     body: Bytes,
 ) -> Result<[u8; 32], ApiError> {
@@ -258,7 +263,7 @@ async fn fingerprint_off_thread(
         .map(|value| value.as_bytes().to_vec())
         .unwrap_or_default();
     let small = body.len() <= INLINE_HASH_BYTES;
-    let hash = move || fingerprint(&method, &path, &query, &content_type, &body);
+    let hash = move || fingerprint(&caller, &method, &path, &query, &content_type, &body);
     if small {
         return Ok(hash());
     }
@@ -394,22 +399,50 @@ mod tests {
 
     #[test]
     fn fingerprints_separate_fields() {
-        let a = fingerprint("POST", "/v1/scans", "a=1", b"application/json", b"{}");
+        let a = fingerprint(
+            "key:a",
+            "POST",
+            "/v1/scans",
+            "a=1",
+            b"application/json",
+            b"{}",
+        );
         assert_eq!(
             a,
-            fingerprint("POST", "/v1/scans", "a=1", b"application/json", b"{}")
+            fingerprint(
+                "key:a",
+                "POST",
+                "/v1/scans",
+                "a=1",
+                b"application/json",
+                b"{}"
+            )
         );
         assert_ne!(
             a,
-            fingerprint("POST", "/v1/scans", "a=2", b"application/json", b"{}")
+            fingerprint(
+                "key:a",
+                "POST",
+                "/v1/scans",
+                "a=2",
+                b"application/json",
+                b"{}"
+            )
         );
         assert_ne!(
             a,
-            fingerprint("POST", "/v1/scans", "a=1", b"application/sarif+json", b"{}")
+            fingerprint(
+                "key:a",
+                "POST",
+                "/v1/scans",
+                "a=1",
+                b"application/sarif+json",
+                b"{}"
+            )
         );
         assert_ne!(
-            fingerprint("POST", "/v1/x", "ab", b"", b""),
-            fingerprint("POST", "/v1/x", "a", b"b", b"")
+            fingerprint("key:a", "POST", "/v1/x", "ab", b"", b""),
+            fingerprint("key:a", "POST", "/v1/x", "a", b"b", b"")
         );
     }
 }

@@ -102,7 +102,7 @@ pub struct NativeReport {
     format: String,
     /// Always `"1"`.
     #[schema(example = "1")]
-        version: String,
+    version: String,
     /// Required unless the request names the tool (`tool` query parameter).
     tool: Option<NativeTool>,
     /// May be empty or absent; at most 500,000.
@@ -155,7 +155,7 @@ pub struct NativeLocation {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct NativePackage {
-        #[schema(example = "pkg:pypi/django@3.2.0")]
+    #[schema(example = "pkg:pypi/django@3.2.0")]
     purl: Option<String>,
     /// Required unless `purl` is given (name and version default from it).
     name: Option<String>,
@@ -303,7 +303,12 @@ pub async fn submit(
         .to_vec()
         .into();
 
-    // Parse (and compress) with no transaction open: CPU work, off the async threads.
+    // Parse (and compress) with no transaction open: CPU work, off the async
+    // threads, a bounded number at a time.
+    let permit =
+        state.report_permits.acquire().await.map_err(|error| {
+            ApiError::Internal(anyhow::Error::new(error).context("report permits"))
+        })?;
     let parsed = parse_off_thread(report.clone(), declared, submission.tool.clone())
         .await
         .map_err(|error| ApiError::Internal(anyhow::Error::new(error).context("parser task")))?
@@ -314,6 +319,7 @@ pub async fn submit(
         .map_err(|error| {
             ApiError::Internal(anyhow::Error::new(error).context("compression task"))
         })?;
+    drop(permit);
 
     let mut tx = state.store.begin_tenant(context.tenant_id).await?;
     let asset: AssetRecord = match &submission.asset {

@@ -178,6 +178,20 @@ pub async fn run_one(processor: &ScanProcessor, settings: &WorkerSettings, job: 
             tracing::debug!(?outcome, job_id = %job.job_id, "job finished");
             return;
         }
+        Ok(Err(error)) if is_permanent(&error) => {
+            // Retrying cannot help: the store refuses a value of this report.
+            tracing::warn!(job_id = %job.job_id, error = format!("{error:#}"), "job failed permanently");
+            let message =
+                "the report holds a value the store cannot keep (e.g. an out-of-range number)";
+            match record_permanent_failure(&processor.store, &processor.worker_id, &job, message)
+                .await
+            {
+                Ok(()) => return,
+                Err(record_error) => {
+                    format!("{error:#}; then recording the failure failed: {record_error}")
+                }
+            }
+        }
         Ok(Err(error)) => format!("{error:#}"),
         Err(join_error) if join_error.is_panic() => "the job panicked".to_owned(),
         Err(join_error) => format!("the job task failed: {join_error}"),
@@ -195,6 +209,43 @@ pub async fn run_one(processor: &ScanProcessor, settings: &WorkerSettings, job: 
         // The lease will expire and the job be claimed again.
         tracing::error!(%error, job_id = %job.job_id, "could not record the job failure");
     }
+}
+
+/// Whether a failed attempt would fail the same way every time: the database
+/// refused a value (data exception, check violation, a key too large to index).
+fn is_permanent(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(db)) => {
+                let code = db.code().unwrap_or_default();
+                code.starts_with("22") || code == "23514" || code == "54000"
+            }
+            _ => false,
+        })
+}
+
+/// Ends a job whose scan cannot be applied: the scan fails with `message`, and the
+/// job is done (not retried).
+async fn record_permanent_failure(
+    store: &Store,
+    worker_id: &str,
+    job: &ClaimedJob,
+    message: &str,
+) -> Result<(), sqlx::Error> {
+    let mut tx = store.begin_tenant(job.tenant_id).await?;
+    if !queue::complete(&mut tx, job, worker_id).await? {
+        return Ok(());
+    }
+    if let Some(scan_id) = job.scan_id {
+        scans::mark_failed(
+            &mut tx,
+            scan_id,
+            &json!({ "kind": "unstorable_report", "message": message }),
+        )
+        .await?;
+    }
+    tx.commit().await
 }
 
 async fn record_failure(

@@ -79,7 +79,9 @@ pub async fn list(
            AND (cardinality($3::text[]) = 0 OR severity = ANY($3))
            AND (cardinality($4::text[]) = 0 OR status = ANY($4))
            AND ($5::uuid IS NULL OR asset_id = $5)
-           AND ($6::text IS NULL OR tool_name = $6)
+           AND ($6::text IS NULL OR lower(tool_name) = lower(btrim($6))
+                OR EXISTS (SELECT 1 FROM finding_sightings s
+                           WHERE s.tenant_id = $1 AND s.finding_id = findings.id AND s.tool_name = lower(btrim($6))))
            AND ($7::integer IS NULL OR cwe_ids @> ARRAY[$7])
            AND ($8::text IS NULL OR vulnerability_ids @> ARRAY[$8])
            AND ($9::text IS NULL OR title ILIKE $9 OR rule_id ILIKE $9 OR location_uri ILIKE $9)

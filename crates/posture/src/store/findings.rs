@@ -130,6 +130,22 @@ pub async fn apply_scan(
         sla,
     } = application;
 
+    // One scan of an asset at a time: concurrent scans of one asset would race on
+    // the same findings and sightings (unique violations, deadlocks, each other's
+    // resolutions). Transaction-scoped, so it is released at commit or rollback.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2::text, 0))")
+        .bind(tenant_id)
+        .bind(asset_id.as_uuid())
+        .execute(tx.conn())
+        .await?;
+    // Sightings are keyed by the tool's name as fingerprints use it (trimmed,
+    // lowercase), so "Trivy" and "trivy" are one tool.
+    let tool_key = tool_name.trim().to_lowercase();
+    let tool_key = tool_key.as_str();
+    // An older full scan applied after a newer one (a retry that waited out its
+    // backoff) must not undo the newer one's resolutions: it only refreshes.
+    let full = full && !newer_full_scan_applied(tx, tenant_id, asset_id, scan_id, tool_key).await?;
+
     // De-duplicate within the report: the same fingerprint twice is one finding.
     let findings = distinct(findings);
 
@@ -242,7 +258,7 @@ pub async fn apply_scan(
         new_rows
             .insert(tx, tenant_id, asset_id, scan_id, tool_name, now)
             .await?;
-        record_sightings(tx, tenant_id, tool_name, asset_id, scan_id, now, &sighted).await?;
+        record_sightings(tx, tenant_id, tool_key, asset_id, scan_id, now, &sighted).await?;
         insert_events(tx, tenant_id, scan_id, &events, now).await?;
     }
     // One statement for all seen findings: in batches, each UPDATE would read
@@ -251,12 +267,16 @@ pub async fn apply_scan(
     // 4.4 s to 6.8 s), and its parameters are a fraction of the INSERT's. What
     // it needs is copied into `seen`: the findings can go first.
     drop((findings, existing));
-    seen.update(tx, tenant_id, asset_id, scan_id, now).await?;
+    seen.update(tx, tenant_id, asset_id, scan_id, now, sla)
+        .await?;
 
     if full {
         // Sightings of this tool on this asset not renewed by this scan are gone;
         // a finding no tool reports any more is resolved (triaged ones keep their
         // triage status).
+        // Also resolved: live findings of the asset that no tool reports at all
+        // any more (their sightings went while they were triaged, and they were
+        // reopened since), so nothing can stay open without a reporter.
         let resolved: Vec<Uuid> = sqlx::query_scalar(
             "WITH dropped AS (
                  DELETE FROM finding_sightings
@@ -264,15 +284,17 @@ pub async fn apply_scan(
                  RETURNING finding_id
              )
              UPDATE findings f SET status = 'resolved', resolved_at = $5
-             FROM dropped d
-             WHERE f.tenant_id = $1 AND f.id = d.finding_id AND f.status IN ('open', 'reopened')
+             WHERE f.tenant_id = $1 AND f.asset_id = $2 AND f.status IN ('open', 'reopened')
+               AND (f.id IN (SELECT finding_id FROM dropped)
+                    OR NOT EXISTS (SELECT 1 FROM finding_sightings s
+                                   WHERE s.tenant_id = $1 AND s.finding_id = f.id))
                AND NOT EXISTS (SELECT 1 FROM finding_sightings s
-                               WHERE s.tenant_id = $1 AND s.finding_id = d.finding_id AND s.tool_name <> $3)
+                               WHERE s.tenant_id = $1 AND s.finding_id = f.id AND s.tool_name <> $3)
              RETURNING f.id",
         )
         .bind(tenant_id)
         .bind(asset_id.as_uuid())
-        .bind(tool_name)
+        .bind(tool_key)
         .bind(scan_id.as_uuid())
         .bind(now)
         .fetch_all(tx.conn())
@@ -292,6 +314,31 @@ pub async fn apply_scan(
         insert_events(tx, tenant_id, scan_id, &events, now).await?;
     }
     Ok(counts)
+}
+
+/// Whether a full scan of the same asset and tool, submitted after `scan_id`,
+/// has already been applied.
+async fn newer_full_scan_applied(
+    tx: &mut TenantTx,
+    tenant_id: Uuid,
+    asset_id: AssetId,
+    scan_id: ScanId,
+    tool_key: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (
+             SELECT 1 FROM scans newer, scans this
+             WHERE this.tenant_id = $1 AND this.id = $3
+               AND newer.tenant_id = $1 AND newer.asset_id = $2 AND newer.id <> $3
+               AND lower(btrim(newer.tool_name)) = $4 AND newer.scope = 'full' AND newer.status = 'succeeded'
+               AND newer.submitted_at > this.submitted_at)",
+    )
+    .bind(tenant_id)
+    .bind(asset_id.as_uuid())
+    .bind(scan_id.as_uuid())
+    .bind(tool_key)
+    .fetch_one(tx.conn())
+    .await
 }
 
 /// The findings with distinct fingerprints, in order: a repeated fingerprint is
@@ -479,13 +526,21 @@ impl SeenRows {
         asset_id: AssetId,
         scan_id: ScanId,
         now: DateTime<Utc>,
+        sla: SlaPolicy,
     ) -> Result<(), sqlx::Error> {
         if self.ids.is_empty() {
             return Ok(());
         }
+        // A changed severity moves the due date: first seen + the new severity's days.
         sqlx::query(
             "UPDATE findings f
              SET last_seen_at = $2, last_scan_id = $3, status = u.status, severity = u.severity, title = u.title,
+                 sla_due_at = CASE
+                     WHEN u.severity = f.severity THEN f.sla_due_at
+                     WHEN u.severity = 'info' THEN NULL
+                     ELSE f.first_seen_at + make_interval(days => CASE u.severity
+                         WHEN 'critical' THEN $10 WHEN 'high' THEN $11 WHEN 'medium' THEN $12 ELSE $13 END)
+                 END,
                  package_version = COALESCE(u.package_version, f.package_version),
                  resolved_at = CASE WHEN u.status = 'reopened' THEN NULL ELSE f.resolved_at END,
                  accepted_until = CASE WHEN u.status = 'reopened' THEN NULL ELSE f.accepted_until END
@@ -504,6 +559,10 @@ impl SeenRows {
         // Redundant (the ids are the asset's), but it lets Postgres read only the
         // asset's findings when it joins by hash rather than all of the tenant's.
         .bind(asset_id.as_uuid())
+        .bind(sla.critical_days)
+        .bind(sla.high_days)
+        .bind(sla.medium_days)
+        .bind(sla.low_days)
         .execute(tx.conn())
         .await?;
         Ok(())

@@ -636,7 +636,15 @@ async fn a_lock_left_by_a_dead_request_is_taken_over() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(Tier::Basic).await;
     let body = serde_json::to_vec(&json!({"kind": "host", "name": "orphan"})).unwrap();
-    let hash = fingerprint("POST", "/v1/assets", "", b"application/json", &body);
+    let caller = format!("key:key_{}", &tenant.admin_key[30..42]);
+    let hash = fingerprint(
+        &caller,
+        "POST",
+        "/v1/assets",
+        "",
+        b"application/json",
+        &body,
+    );
     let mut owner = owner_connection(&app).await;
     // What a process that died mid-request leaves: an in-flight key, and a live one.
     for (key, lock) in [("dead-1", "-1 second"), ("live-1", "1 minute")] {
@@ -800,4 +808,27 @@ async fn a_body_over_every_limit_is_413_and_claims_nothing() {
     .await;
     assert!(replayed(&again));
     assert_problem(again, 413).await;
+}
+
+#[tokio::test]
+async fn a_replay_is_only_for_the_key_that_made_the_request() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(Tier::Enterprise).await;
+    let body = serde_json::json!({"name": "ci", "scopes": ["read"]});
+    let post = |key: String| {
+        let request = app
+            .client
+            .post(format!("{}/v1/api-keys", app.address))
+            .bearer_auth(key)
+            .header("idempotency-key", "one-key-only")
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(post(tenant.admin_key.clone()).await.status(), 201);
+    // A read-only key sending the same key and body must not receive the admin's
+    // result: it is a different request (422), and the handler's 403 never ran.
+    let reader = app.issue_key(tenant.id, &["read"]).await;
+    let response = post(reader).await;
+    assert!(response.headers().get("idempotent-replayed").is_none());
+    assert_eq!(response.status(), 422);
 }

@@ -679,3 +679,75 @@ async fn triage_validates_its_decision() {
         .unwrap();
     assert_problem(denied, 403).await;
 }
+
+#[tokio::test]
+async fn lifecycle_edge_cases_tool_names_nul_bytes_orphans_and_severity_changes() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(Tier::Enterprise).await;
+    let key = &tenant.admin_key;
+
+    // A NUL in a message cannot be stored; it is dropped, and the scan succeeds.
+    let mut with_nul = sarif(
+        "Semgrep",
+        &[("py.sqli", "error", 10), ("py.rce", "warning", 20)],
+    );
+    with_nul["runs"][0]["results"][0]["message"]["text"] = json!("bad\u{0}title");
+    let first = ingest(&app, &tenant, REPO, SARIF, &with_nul).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let titles: Vec<String> = findings(&app, key, "")
+        .await
+        .iter()
+        .map(|f| f["title"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(titles.contains(&"badtitle".to_owned()), "{titles:?}");
+
+    // The same tool spelled differently is the same tool: its full scan resolves
+    // what it no longer reports, and the filter finds its findings either way.
+    let second = ingest(
+        &app,
+        &tenant,
+        REPO,
+        SARIF,
+        &sarif("semgrep", &[("py.sqli", "error", 10)]),
+    )
+    .await;
+    assert_eq!(counts(&second), (1, 0, 0, 1, 1), "{second}");
+    assert_eq!(
+        findings(&app, key, "tool=SEMGREP&status=open").await.len(),
+        1
+    );
+
+    // Reopening by triage a finding no tool reports any more: the next full scan
+    // resolves it again instead of leaving it open for ever.
+    let orphan = findings(&app, key, "status=resolved").await.remove(0);
+    let id = orphan["id"].as_str().unwrap();
+    let reopened = app
+        .client
+        .patch(format!("{}/v1/findings/{id}", app.address))
+        .bearer_auth(key)
+        .json(&json!({"status": "open", "reason": "double-checking"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reopened.status(), 200);
+    let third = ingest(
+        &app,
+        &tenant,
+        REPO,
+        SARIF,
+        &sarif("semgrep", &[("py.sqli", "error", 10)]),
+    )
+    .await;
+    assert_eq!(counts(&third).3, 1, "the orphan is resolved again: {third}");
+
+    // A severity change moves the SLA due date to the new severity's.
+    let mut critical = sarif("semgrep", &[("py.sqli", "error", 10)]);
+    critical["runs"][0]["results"][0]["properties"] = json!({"security-severity": "9.5"});
+    ingest(&app, &tenant, REPO, SARIF, &critical).await;
+    let sqli = findings(&app, key, "q=py.sqli&status=open").await.remove(0);
+    assert_eq!(sqli["severity"], "critical");
+    let first_seen: chrono::DateTime<chrono::Utc> =
+        sqli["first_seen_at"].as_str().unwrap().parse().unwrap();
+    let due: chrono::DateTime<chrono::Utc> = sqli["sla_due_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!((due - first_seen).num_days(), 7, "{sqli}");
+}
