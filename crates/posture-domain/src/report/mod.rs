@@ -108,6 +108,9 @@ pub struct ParsedReport {
     pub findings: Vec<NormalizedFinding>,
 }
 
+/// Longest tool name or version kept (longer ones are cut).
+pub const MAX_TOOL_CHARS: usize = 200;
+
 /// Parses a report with the default limit of [`MAX_FINDINGS`].
 ///
 /// `declared` is the format from the media type (`None`: detect it);
@@ -133,9 +136,6 @@ pub struct ParsedReport {
 ///
 /// let error = parse_report(br#"{"version": "2.1.0", "runs": {}}"#, None, None).unwrap_err();
 /// assert_eq!((error.kind, error.pointer.as_str()), (ReportErrorKind::Invalid, "/runs"));
-/// Longest tool name or version kept (longer ones are cut).
-pub const MAX_TOOL_CHARS: usize = 200;
-
 /// ```
 pub fn parse_report(
     bytes: &[u8],
