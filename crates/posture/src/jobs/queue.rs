@@ -85,6 +85,29 @@ pub async fn complete(
     Ok(updated == 1)
 }
 
+/// Extends this worker's lease on a running job; false if it no longer holds it.
+pub async fn renew(
+    tx: &mut TenantTx,
+    job: &ClaimedJob,
+    worker: &str,
+    lease: Duration,
+) -> Result<bool, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    let updated = sqlx::query(
+        "UPDATE jobs SET locked_until = now() + make_interval(secs => $5), updated_at = now()
+         WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4",
+    )
+    .bind(tenant_id)
+    .bind(job.job_id)
+    .bind(worker)
+    .bind(job.attempt)
+    .bind(lease.as_secs_f64())
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
 /// Records a failed attempt: queued again after an exponential backoff with
 /// jitter, or dead when out of attempts.
 pub async fn fail(

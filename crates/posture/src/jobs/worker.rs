@@ -173,7 +173,17 @@ pub async fn run_one(processor: &ScanProcessor, settings: &WorkerSettings, job: 
         let job = job.clone();
         tokio::spawn(async move { processor.process(&job).await })
     };
-    let failure = match task.await {
+    // Keep the lease while the job runs, so a long apply is not taken over by
+    // another worker (which would wait on its locks and then redo the work).
+    let heartbeat = tokio::spawn(renew_lease(
+        processor.store.clone(),
+        processor.worker_id.clone(),
+        job.clone(),
+        settings.lease,
+    ));
+    let result = task.await;
+    heartbeat.abort();
+    let failure = match result {
         Ok(Ok(outcome)) => {
             tracing::debug!(?outcome, job_id = %job.job_id, "job finished");
             return;
@@ -208,6 +218,28 @@ pub async fn run_one(processor: &ScanProcessor, settings: &WorkerSettings, job: 
     {
         // The lease will expire and the job be claimed again.
         tracing::error!(%error, job_id = %job.job_id, "could not record the job failure");
+    }
+}
+
+/// Extends the job's lease every third of its length while this worker holds it.
+async fn renew_lease(store: Store, worker_id: String, job: ClaimedJob, lease: Duration) {
+    let mut ticks = tokio::time::interval(lease / 3);
+    ticks.tick().await; // The first tick is immediate; the claim just set the lease.
+    loop {
+        ticks.tick().await;
+        let renewed = async {
+            let mut tx = store.begin_tenant(job.tenant_id).await?;
+            let held = queue::renew(&mut tx, &job, &worker_id, lease).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(held)
+        };
+        match renewed.await {
+            Ok(true) => {}
+            Ok(false) => return, // Finished or taken over: nothing to keep.
+            Err(error) => {
+                tracing::warn!(%error, job_id = %job.job_id, "could not renew the job's lease")
+            }
+        }
     }
 }
 

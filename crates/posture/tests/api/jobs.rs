@@ -373,3 +373,50 @@ async fn a_worker_killed_mid_apply_leaves_a_job_another_worker_finishes_once() {
         "nothing of the killed attempt survived; nothing doubled"
     );
 }
+
+#[tokio::test]
+async fn a_lease_is_renewed_only_by_its_holder() {
+    let app = TestApp::spawn_with(|config| config.workers = 0).await;
+    let tenant = app.create_tenant(Tier::Enterprise).await;
+    submit(&app, &tenant.admin_key, report(1)).await;
+    let config = test_config(&app.database);
+    let store =
+        Store::connect_lazy(&app.database.app_url(), &PoolSettings::for_command(&config)).unwrap();
+    let job = queue::claim(&store, "worker-a", 1, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .remove(0);
+
+    let mut tx = store.begin_tenant(job.tenant_id).await.unwrap();
+    assert!(
+        queue::renew(&mut tx, &job, "worker-a", Duration::from_secs(600))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !queue::renew(&mut tx, &job, "worker-b", Duration::from_secs(600))
+            .await
+            .unwrap(),
+        "not b's lease"
+    );
+    tx.commit().await.unwrap();
+    let mut owner = PgConnection::connect(&app.database.owner_url())
+        .await
+        .unwrap();
+    let remaining: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM locked_until - now())::float8 FROM jobs WHERE id = $1",
+    )
+    .bind(job.job_id)
+    .fetch_one(&mut owner)
+    .await
+    .unwrap();
+    assert!(
+        remaining > 500.0,
+        "the lease was extended: {remaining} s left"
+    );
+    // Held, so nobody else can claim it.
+    assert!(queue::claim(&store, "worker-b", 1, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_empty());
+}
