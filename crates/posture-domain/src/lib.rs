@@ -15,6 +15,7 @@ pub mod ids;
 pub mod purl;
 pub mod report;
 pub mod scope;
+pub mod score;
 pub mod tenant;
 pub mod tier;
 
