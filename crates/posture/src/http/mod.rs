@@ -12,6 +12,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod org;
 pub mod pagination;
+pub mod posture;
 pub mod scans;
 pub mod settings;
 
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
     let tenant_routes = Router::new()
         .route("/v1/org", get(org::get_org))
         .route("/v1/settings", get(settings::get).patch(settings::update))
+        .route("/v1/posture", get(posture::get))
         .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
         .route(
             "/v1/api-keys/{id}",

@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
                 super::org::get_org,
+                super::posture::get,
         super::settings::get,
         super::settings::update,
         super::api_keys::create,

@@ -15,6 +15,7 @@ pub mod finding_queries;
 pub mod findings;
 pub mod idempotency;
 pub mod operator;
+pub mod posture;
 pub mod retry;
 pub mod scans;
 pub mod settings;

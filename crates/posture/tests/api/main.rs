@@ -13,6 +13,7 @@ mod health;
 mod hostile_input;
 mod idempotency;
 mod jobs;
+mod posture;
 mod real_reports;
 mod scans;
 mod schema_guard;
