@@ -68,7 +68,7 @@ pub async fn get(
     context: TenantContext,
 ) -> Result<Json<Posture>, ApiError> {
     context.require(Scope::Read)?;
-    let (live, (by_status_rows, sla_breaches)) = retry_read(|| async {
+    let (live, counts) = retry_read(|| async {
         let mut tx = state.store.begin_tenant(context.tenant_id).await?;
         let live = posture::live_findings(&mut tx, MAX_SCORED_FINDINGS).await?;
         let counts = posture::counts(&mut tx).await?;
@@ -89,7 +89,7 @@ pub async fn get(
 
     let mut open_by_severity: BTreeMap<String, i64> = BTreeMap::new();
     let mut by_status: BTreeMap<String, i64> = BTreeMap::new();
-    for (status, severity, count) in by_status_rows {
+    for (status, severity, count) in counts.by_status {
         *by_status.entry(status.clone()).or_default() += count;
         if status == "open" || status == "reopened" {
             *open_by_severity.entry(severity).or_default() += count;
@@ -121,7 +121,7 @@ pub async fn get(
         top_findings,
         open_by_severity,
         by_status,
-        sla_breaches,
+        sla_breaches: counts.sla_breaches,
     }))
 }
 

@@ -32,9 +32,18 @@ pub async fn live_findings(tx: &mut TenantTx, limit: i64) -> Result<Vec<LiveFind
     .await
 }
 
+/// How many findings the tenant has.
+#[derive(Debug, Clone)]
+pub struct FindingCounts {
+    /// (status, severity, count).
+    pub by_status: Vec<(String, String, i64)>,
+    /// Live findings past their SLA due date.
+    pub sla_breaches: i64,
+}
+
 /// Finding counts by (status, severity), and live findings past their SLA date.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn counts(tx: &mut TenantTx) -> Result<(Vec<(String, String, i64)>, i64), sqlx::Error> {
+pub async fn counts(tx: &mut TenantTx) -> Result<FindingCounts, sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
     let by_status: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT status, severity, count(*) FROM findings WHERE tenant_id = $1 GROUP BY status, severity",
@@ -49,5 +58,8 @@ pub async fn counts(tx: &mut TenantTx) -> Result<(Vec<(String, String, i64)>, i6
     .bind(tenant_id)
     .fetch_one(tx.conn())
     .await?;
-    Ok((by_status, breaches))
+    Ok(FindingCounts {
+        by_status,
+        sla_breaches: breaches,
+    })
 }
