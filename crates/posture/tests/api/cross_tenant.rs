@@ -161,32 +161,14 @@ async fn submit_scan(app: &TestApp, key: &str) {
         })
         .collect();
     let report = json!({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "semgrep"}}, "results": results}]});
-    let response = app
-        .client
-        .post(format!(
-            "{}/v1/scans?asset_kind=repository&asset_name=github.com/acme/api&scope=full",
-            app.address
-        ))
-        .bearer_auth(key)
-        .header("content-type", "application/sarif+json")
-        .json(&report)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let started = std::time::Instant::now();
-    loop {
-        let scan: Value = app.get(&location, key).await.json().await.unwrap();
-        if scan["status"] == "succeeded" {
-            return;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(15),
-            "scan not processed: {scan}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let scan = app
+        .ingest_sarif(
+            key,
+            "asset_kind=repository&asset_name=github.com/acme/api&scope=full",
+            &report,
+        )
+        .await;
+    assert_eq!(scan["status"], "succeeded", "{scan}");
 }
 
 /// Creates a key through the API; returns its id and token.

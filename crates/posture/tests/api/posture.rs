@@ -3,7 +3,6 @@
 use crate::support::{TestApp, TestTenant};
 use posture_domain::Tier;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
 
 async fn scan(app: &TestApp, tenant: &TestTenant, results: &[(&str, &str, u32)]) {
     let results: Vec<Value> = results
@@ -14,34 +13,14 @@ async fn scan(app: &TestApp, tenant: &TestTenant, results: &[(&str, &str, u32)])
         })
         .collect();
     let report = json!({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "t"}}, "results": results}]});
-    let response = app
-        .client
-        .post(format!(
-            "{}/v1/scans?asset_kind=repository&asset_name=acme/api&scope=full",
-            app.address
-        ))
-        .bearer_auth(&tenant.admin_key)
-        .header("content-type", "application/sarif+json")
-        .json(&report)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let started = Instant::now();
-    loop {
-        let scan: Value = app
-            .get(&location, &tenant.admin_key)
-            .await
-            .json()
-            .await
-            .unwrap();
-        if scan["status"] == "succeeded" {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{scan}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let scan = app
+        .ingest_sarif(
+            &tenant.admin_key,
+            "asset_kind=repository&asset_name=acme/api&scope=full",
+            &report,
+        )
+        .await;
+    assert_eq!(scan["status"], "succeeded", "{scan}");
 }
 
 #[tokio::test]

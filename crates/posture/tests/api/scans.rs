@@ -37,7 +37,7 @@ fn sarif(tool: &str, results: &[(&str, &str, u32)]) -> Value {
     })
 }
 
-/// Submits `body` as `content_type` for the repository `repo`; returns the response.
+/// Submits `body` as `content_type` with the given query; returns the response.
 async fn submit(
     app: &TestApp,
     key: &str,
@@ -45,14 +45,7 @@ async fn submit(
     content_type: &str,
     body: Vec<u8>,
 ) -> reqwest::Response {
-    app.client
-        .post(format!("{}/v1/scans?{query}", app.address))
-        .bearer_auth(key)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("request")
+    app.submit_scan(key, query, content_type, body).await
 }
 
 /// Submits a report, expects 202, and waits (bounded) until it is processed.
@@ -86,20 +79,9 @@ async fn ingest(
     wait_for_scan(app, &tenant.admin_key, &location).await
 }
 
-/// Polls a scan until it leaves queued/running (at most 15 s).
+/// Polls a scan until it is processed (at most 15 s).
 async fn wait_for_scan(app: &TestApp, key: &str, location: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let scan: Value = app.get(location, key).await.json().await.unwrap();
-        if matches!(scan["status"].as_str(), Some("succeeded" | "failed")) {
-            return scan;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "scan not processed in 15 s: {scan}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    app.wait_for_scan(key, location).await
 }
 
 /// Every finding of the tenant matching `query`, all pages.

@@ -333,16 +333,6 @@ async fn give_rows_in_every_table(app: &TestApp, key: &str) {
         .unwrap();
     assert_eq!(response.status(), 202);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let started = std::time::Instant::now();
-    loop {
-        let scan: serde_json::Value = app.get(&location, key).await.json().await.unwrap();
-        if scan["status"] == "succeeded" {
-            return;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "scan not processed: {scan}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let scan = app.wait_for_scan(key, &location).await;
+    assert_eq!(scan["status"], "succeeded", "{scan}");
 }

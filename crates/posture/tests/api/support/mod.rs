@@ -159,6 +159,62 @@ impl TestApp {
             .expect("request")
     }
 
+    /// `POST /v1/scans?{query}` with `report` as `content_type`.
+    pub async fn submit_scan(
+        &self,
+        key: &str,
+        query: &str,
+        content_type: &str,
+        report: Vec<u8>,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/scans?{query}", self.address))
+            .bearer_auth(key)
+            .header("content-type", content_type)
+            .body(report)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Polls the scan at `location` until it is processed (succeeded or failed),
+    /// at most 15 s; returns it.
+    pub async fn wait_for_scan(&self, key: &str, location: &str) -> Value {
+        let started = std::time::Instant::now();
+        loop {
+            let scan: Value = self
+                .get(location, key)
+                .await
+                .json()
+                .await
+                .expect("scan JSON");
+            if matches!(scan["status"].as_str(), Some("succeeded" | "failed")) {
+                return scan;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(15),
+                "scan not processed in 15 s: {scan}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Submits a SARIF report for the asset named by `query`, expects 202, and
+    /// waits until it is processed; returns the scan.
+    pub async fn ingest_sarif(&self, key: &str, query: &str, report: &Value) -> Value {
+        let response = self
+            .submit_scan(
+                key,
+                query,
+                "application/sarif+json",
+                serde_json::to_vec(report).unwrap(),
+            )
+            .await;
+        assert_eq!(response.status(), 202, "submitting a scan");
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        self.wait_for_scan(key, &location).await
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
