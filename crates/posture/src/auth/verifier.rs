@@ -2,7 +2,6 @@
 
 use super::TenantContext;
 use crate::http::error::ApiError;
-use crate::store::retry::retry_read;
 use crate::store::{api_keys, Store};
 use chrono::Utc;
 use moka::sync::Cache;
@@ -114,13 +113,9 @@ impl KeyVerifier {
     }
 
     async fn look_up(&self, token: &ApiKeyToken) -> Result<Verdict, AuthFailure> {
-        let found = retry_read(|| async {
-            let mut tx = self.store.begin_tenant(token.tenant_id()).await?;
-            let found = api_keys::find_credentials(&mut tx, token.key_id()).await?;
-            tx.commit().await?;
-            Ok(found)
+        let found = crate::tenant_read!(self.store, token.tenant_id(), |tx| {
+            api_keys::find_credentials(&mut tx, token.key_id()).await?
         })
-        .await
         .map_err(|error| {
             tracing::warn!(%error, "API key lookup failed");
             AuthFailure::Unavailable

@@ -7,7 +7,6 @@ use super::pagination::{Cursor, Page, PageQuery};
 use crate::auth::{issue_api_key, revoke_api_key, KeyRequest, TenantContext};
 use crate::state::AppState;
 use crate::store::api_keys::{self, ApiKeyRecord, KeyPageCursor};
-use crate::store::retry::retry_read;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -135,13 +134,9 @@ pub async fn list(
     let limit = query.limit()?;
     let after = query.cursor()?.map(decode_cursor).transpose()?;
     // One extra row tells whether another page exists.
-    let records = retry_read(|| async {
-        let mut tx = state.store.begin_tenant(context.tenant_id).await?;
-        let records = api_keys::list(&mut tx, after.as_ref(), limit + 1).await?;
-        tx.commit().await?;
-        Ok(records)
-    })
-    .await?;
+    let records = crate::tenant_read!(state.store, context.tenant_id, |tx| {
+        api_keys::list(&mut tx, after.as_ref(), limit + 1).await?
+    })?;
     Ok(Json(Page::from_rows(
         records,
         limit,
@@ -178,13 +173,9 @@ pub async fn get(
 ) -> Result<Json<ApiKeyView>, ApiError> {
     context.require(Scope::Admin)?;
     let key_id = ApiKeyId::parse(&id).ok_or(ApiError::NotFound)?;
-    let record = retry_read(|| async {
-        let mut tx = state.store.begin_tenant(context.tenant_id).await?;
-        let record = api_keys::get(&mut tx, &key_id).await?;
-        tx.commit().await?;
-        Ok(record)
-    })
-    .await?
+    let record = crate::tenant_read!(state.store, context.tenant_id, |tx| {
+        api_keys::get(&mut tx, &key_id).await?
+    })?
     .ok_or(ApiError::NotFound)?;
     Ok(Json(record.into()))
 }

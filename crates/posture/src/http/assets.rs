@@ -13,7 +13,6 @@ use crate::store::assets::{
     self, AssetChanges, AssetFilters, AssetPageCursor, AssetRecord, AssetWriteError, NewAsset,
 };
 use crate::store::audit::{self, AuditEntry};
-use crate::store::retry::retry_read;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -405,13 +404,9 @@ pub async fn list(
             .and_then(|tags| tags.into_iter().next()),
     };
     // One extra row tells whether another page exists.
-    let records = retry_read(|| async {
-        let mut tx = state.store.begin_tenant(context.tenant_id).await?;
-        let records = assets::list(&mut tx, after.as_ref(), limit + 1, &filters).await?;
-        tx.commit().await?;
-        Ok(records)
-    })
-    .await?;
+    let records = crate::tenant_read!(state.store, context.tenant_id, |tx| {
+        assets::list(&mut tx, after.as_ref(), limit + 1, &filters).await?
+    })?;
     Ok(Json(Page::from_rows(
         records,
         limit,
@@ -439,13 +434,9 @@ pub async fn get(
 ) -> Result<Json<AssetView>, ApiError> {
     context.require(Scope::Read)?;
     let id = AssetId::parse(&id).ok_or(ApiError::NotFound)?;
-    let record = retry_read(|| async {
-        let mut tx = state.store.begin_tenant(context.tenant_id).await?;
-        let record = assets::get(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(record)
-    })
-    .await?
+    let record = crate::tenant_read!(state.store, context.tenant_id, |tx| {
+        assets::get(&mut tx, id).await?
+    })?
     .ok_or(ApiError::NotFound)?;
     Ok(Json(record.into()))
 }

@@ -6,7 +6,6 @@ use super::pagination::{Cursor, Page, PageQuery};
 use crate::auth::TenantContext;
 use crate::state::AppState;
 use crate::store::finding_queries::{self, FindingEvent, FindingFilter, FindingRecord, Triage};
-use crate::store::retry::retry_read;
 use axum::extract::{Path, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -283,13 +282,9 @@ pub async fn list(
                 })
         })
         .transpose()?;
-    let records = retry_read(|| async {
-        let mut tx = state.store.begin_tenant(context.tenant_id).await?;
-        let records = finding_queries::list(&mut tx, &filter, after, limit + 1).await?;
-        tx.commit().await?;
-        Ok(records)
-    })
-    .await?;
+    let records = crate::tenant_read!(state.store, context.tenant_id, |tx| {
+        finding_queries::list(&mut tx, &filter, after, limit + 1).await?
+    })?;
     Ok(Json(Page::from_rows(
         records,
         limit,
@@ -320,17 +315,14 @@ pub async fn get(
 ) -> Result<Json<FindingDetail>, ApiError> {
     context.require(Scope::Read)?;
     let finding_id = FindingId::parse(&id).ok_or(ApiError::NotFound)?;
-    let found = retry_read(|| async {
-        let mut tx = state.store.begin_tenant(context.tenant_id).await?;
+    let found = crate::tenant_read!(state.store, context.tenant_id, |tx| {
         let record = finding_queries::get(&mut tx, finding_id).await?;
         let history = match record {
             Some(_) => finding_queries::history(&mut tx, finding_id).await?,
             None => Vec::new(),
         };
-        tx.commit().await?;
-        Ok(record.map(|record| (record, history)))
-    })
-    .await?;
+        record.map(|record| (record, history))
+    })?;
     let (record, history) = found.ok_or(ApiError::NotFound)?;
     Ok(Json(FindingDetail {
         finding: record.into(),

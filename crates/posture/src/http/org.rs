@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use crate::auth::TenantContext;
 use crate::state::AppState;
-use crate::store::{retry::retry_read, tenants};
+use crate::store::tenants;
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -46,13 +46,9 @@ pub async fn get_org(
     context: TenantContext,
 ) -> Result<Json<Org>, ApiError> {
     context.require(Scope::Read)?;
-    let tenant = retry_read(|| async {
-        let mut tx = state.store.begin_tenant(context.tenant_id).await?;
-        let tenant = tenants::current(&mut tx).await?;
-        tx.commit().await?;
-        Ok(tenant)
-    })
-    .await?
+    let tenant = crate::tenant_read!(state.store, context.tenant_id, |tx| {
+        tenants::current(&mut tx).await?
+    })?
     // The key was verified moments ago; a missing tenant was deleted since.
     .ok_or(ApiError::NotFound)?;
     let limits = tenant.tier.limits();

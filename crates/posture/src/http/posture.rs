@@ -8,7 +8,6 @@ use super::error::ApiError;
 use crate::auth::TenantContext;
 use crate::state::AppState;
 use crate::store::posture::{self, LiveFinding};
-use crate::store::retry::retry_read;
 use axum::extract::State;
 use axum::Json;
 use posture_domain::asset::Criticality;
@@ -68,14 +67,10 @@ pub async fn get(
     context: TenantContext,
 ) -> Result<Json<Posture>, ApiError> {
     context.require(Scope::Read)?;
-    let (live, counts) = retry_read(|| async {
-        let mut tx = state.store.begin_tenant(context.tenant_id).await?;
+    let (live, counts) = crate::tenant_read!(state.store, context.tenant_id, |tx| {
         let live = posture::live_findings(&mut tx, MAX_SCORED_FINDINGS).await?;
-        let counts = posture::counts(&mut tx).await?;
-        tx.commit().await?;
-        Ok((live, counts))
-    })
-    .await?;
+        (live, posture::counts(&mut tx).await?)
+    })?;
     // Scoring 200,000 findings is CPU work: off the async threads.
     let (scored, live) = tokio::task::spawn_blocking(move || {
         let input = ScoreInput {

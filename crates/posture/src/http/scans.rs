@@ -7,7 +7,6 @@ use crate::auth::TenantContext;
 use crate::ingest::{compress, format_name, parse_off_thread};
 use crate::state::AppState;
 use crate::store::assets::{self, AssetRecord};
-use crate::store::retry::retry_read;
 use crate::store::scans::{self, JobState, NewScan, ScanCounts, ScanPageCursor, ScanRecord};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Path, State};
@@ -392,13 +391,9 @@ pub async fn list(
                 .ok_or_else(|| ApiError::invalid_parameter("asset", "is not an asset id"))
         })
         .transpose()?;
-    let records = retry_read(|| async {
-        let mut tx = state.store.begin_tenant(context.tenant_id).await?;
-        let records = scans::list(&mut tx, after.as_ref(), asset, limit + 1).await?;
-        tx.commit().await?;
-        Ok(records)
-    })
-    .await?;
+    let records = crate::tenant_read!(state.store, context.tenant_id, |tx| {
+        scans::list(&mut tx, after.as_ref(), asset, limit + 1).await?
+    })?;
     Ok(Json(Page::from_rows(
         records,
         limit,
@@ -434,13 +429,9 @@ pub async fn get(
 ) -> Result<Json<ScanView>, ApiError> {
     context.require(Scope::Read)?;
     let scan_id = ScanId::parse(&id).ok_or(ApiError::NotFound)?;
-    let scan = retry_read(|| async {
-        let mut tx = state.store.begin_tenant(context.tenant_id).await?;
-        let scan = scans::get(&mut tx, scan_id).await?;
-        tx.commit().await?;
-        Ok(scan)
-    })
-    .await?
+    let scan = crate::tenant_read!(state.store, context.tenant_id, |tx| {
+        scans::get(&mut tx, scan_id).await?
+    })?
     .ok_or(ApiError::NotFound)?;
     Ok(Json(scan.into()))
 }

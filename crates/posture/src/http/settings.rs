@@ -7,7 +7,6 @@ use crate::auth::TenantContext;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry};
 use crate::store::findings::{self, SlaPolicy};
-use crate::store::retry::retry_read;
 use crate::store::settings;
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -67,13 +66,9 @@ pub async fn get(
     context: TenantContext,
 ) -> Result<Json<Settings>, ApiError> {
     context.require(Scope::Read)?;
-    let policy = retry_read(|| async {
-        let mut tx = state.store.begin_tenant(context.tenant_id).await?;
-        let policy = findings::sla_policy(&mut tx).await?;
-        tx.commit().await?;
-        Ok(policy)
-    })
-    .await?;
+    let policy = crate::tenant_read!(state.store, context.tenant_id, |tx| {
+        findings::sla_policy(&mut tx).await?
+    })?;
     Ok(Json(view(policy)))
 }
 

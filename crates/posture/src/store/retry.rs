@@ -52,6 +52,27 @@ impl ReadBackoff {
     }
 }
 
+/// Runs `$body` as an idempotent read in a transaction bound to `$tenant`
+/// (`$tx` names the transaction inside the body), committed, and retried as a
+/// whole on transient errors with [`retry_read`]. `$body` is a block of async
+/// code evaluating to the read's value; `?` on `sqlx::Error` works inside it.
+///
+/// ```ignore
+/// let asset = tenant_read!(state.store, context.tenant_id, |tx| { assets::get(&mut tx, id).await? })?;
+/// ```
+#[macro_export]
+macro_rules! tenant_read {
+    ($store:expr, $tenant:expr, |$tx:ident| $body:block) => {
+        $crate::store::retry::retry_read(|| async {
+            let mut $tx = $store.begin_tenant($tenant).await?;
+            let value = $body;
+            $tx.commit().await?;
+            Ok(value)
+        })
+        .await
+    };
+}
+
 /// Runs `operation` — a read with no side effects, typically a whole tenant
 /// transaction — retrying it on the [`ReadBackoff`] schedule.
 pub async fn retry_read<T, F, Fut>(mut operation: F) -> Result<T, sqlx::Error>
