@@ -6,7 +6,7 @@
 //! what it is.
 
 use crate::base62;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use uuid::Uuid;
 
@@ -65,6 +65,15 @@ macro_rules! prefixed_id {
                 serializer.collect_str(self)
             }
         }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $name::parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(concat!("not a ", $prefix, "_ id"))
+                })
+            }
+        }
     };
 }
 
@@ -82,6 +91,11 @@ prefixed_id!(
     /// A de-duplicated finding.
     FindingId,
     "fnd"
+);
+prefixed_id!(
+    /// A tenant's custom compliance framework.
+    FrameworkId,
+    "cfw"
 );
 
 #[cfg(test)]

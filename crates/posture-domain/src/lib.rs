@@ -9,6 +9,7 @@
 pub mod api_key;
 pub mod asset;
 pub mod base62;
+pub mod compliance;
 pub mod finding;
 pub mod fingerprint;
 pub mod ids;

@@ -13,4 +13,5 @@ pub mod jobs;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod summary;
 pub mod telemetry;

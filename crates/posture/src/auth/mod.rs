@@ -7,10 +7,12 @@
 
 mod issue;
 mod last_used;
+mod tier_gate;
 mod verifier;
 
 pub use issue::{issue_api_key, revoke_api_key, KeyFieldError, KeyRequest};
 pub use last_used::LastUsedRecorder;
+pub use tier_gate::{MinimumTier, Premium, RequireTier};
 pub use verifier::{AuthFailure, KeyVerifier};
 
 use crate::http::error::ApiError;

@@ -474,6 +474,8 @@ pub async fn update(
     }
     if changes.criticality.is_some() {
         changed.insert("criticality".into(), json!(record.criticality));
+        // Criticality weighs the asset's findings in the score.
+        crate::jobs::queue::queue_posture_refresh(&mut tx).await?;
     }
     if changes.tags.is_some() {
         changed.insert("tags".into(), json!(record.tags));
@@ -527,6 +529,8 @@ pub async fn delete(
         },
     )
     .await?;
+    // Its findings went with it.
+    crate::jobs::queue::queue_posture_refresh(&mut tx).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -144,6 +144,12 @@ pub enum ApiError {
     /// The credential lacks a scope the route requires.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The tenant's tier does not include the feature.
+    #[error("tier {required} required")]
+    TierRequired {
+        required: posture_domain::Tier,
+        current: posture_domain::Tier,
+    },
     /// The tenant is suspended.
     #[error("tenant suspended")]
     TenantSuspended,
@@ -168,6 +174,10 @@ pub enum ApiError {
     /// The request conflicts with the current state.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The request conflicts with an existing object through one field (e.g. a
+    /// name that must be unique): 409 with a pointer to the field.
+    #[error("conflict at {pointer}: {detail}")]
+    ConflictAt { pointer: String, detail: String },
     /// A dependency (the database) is unavailable or overloaded; retry shortly.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -193,13 +203,15 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) | ApiError::TenantSuspended => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::TenantSuspended | ApiError::TierRequired { .. } => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::ConflictAt { .. } => StatusCode::CONFLICT,
             ApiError::InvalidReport(error) => match error.kind {
                 ReportErrorKind::InvalidUtf8 | ReportErrorKind::Malformed => {
                     StatusCode::BAD_REQUEST
@@ -219,6 +231,17 @@ impl ApiError {
             }
             ApiError::Forbidden(detail) => {
                 Problem::new(status, "forbidden", "Forbidden").with_detail(detail)
+            }
+            ApiError::TierRequired { required, current } => {
+                let mut problem = Problem::new(status, "tier-required", "Tier required")
+                    .with_detail(format!(
+                        "This feature needs the {required} tier or above; the organization is on {current}."
+                    ));
+                let mut extensions = serde_json::Map::new();
+                extensions.insert("required_tier".into(), serde_json::json!(required));
+                extensions.insert("current_tier".into(), serde_json::json!(current));
+                problem.extensions = Some(extensions);
+                problem
             }
             ApiError::TenantSuspended => {
                 Problem::new(status, "tenant-suspended", "Tenant suspended")
@@ -256,6 +279,10 @@ impl ApiError {
             ApiError::Conflict(detail) => {
                 Problem::new(status, "conflict", "Conflict").with_detail(detail)
             }
+            ApiError::ConflictAt { pointer, detail } => Problem {
+                errors: vec![FieldError::at(pointer, detail.clone())],
+                ..Problem::new(status, "conflict", "Conflict").with_detail(detail)
+            },
             ApiError::Unavailable(_) => Problem::new(status, "unavailable", "Service unavailable")
                 .with_detail("A dependency is temporarily unavailable; retry shortly."),
             ApiError::Timeout => Problem::new(status, "timeout", "Request timed out")

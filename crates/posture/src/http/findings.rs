@@ -271,8 +271,21 @@ pub async fn list(
     let filter = parse_filter(&query)?;
     let page = PageQuery::new(query.limit, query.cursor);
     let limit = page.limit()?;
-    let after = page
-        .cursor()?
+    let after = after_finding(&page)?;
+    let records = crate::tenant_read!(state.store, context.tenant_id, |tx| {
+        finding_queries::list(&mut tx, &filter, after, limit + 1).await?
+    })?;
+    Ok(Json(Page::from_rows(
+        records,
+        limit,
+        finding_cursor,
+        FindingView::from,
+    )))
+}
+
+/// The finding a page of findings (newest first) continues after, from the cursor.
+pub(super) fn after_finding(page: &PageQuery) -> Result<Option<FindingId>, ApiError> {
+    page.cursor()?
         .map(|cursor| {
             cursor
                 .parts::<1>()
@@ -281,16 +294,12 @@ pub async fn list(
                     ApiError::invalid_parameter("cursor", "is not a cursor this endpoint returned")
                 })
         })
-        .transpose()?;
-    let records = crate::tenant_read!(state.store, context.tenant_id, |tx| {
-        finding_queries::list(&mut tx, &filter, after, limit + 1).await?
-    })?;
-    Ok(Json(Page::from_rows(
-        records,
-        limit,
-        |last| Cursor::encode(&[&FindingId::from_uuid(last.id).to_string()]),
-        FindingView::from,
-    )))
+        .transpose()
+}
+
+/// The cursor of a page of findings that ends with `last`.
+pub(super) fn finding_cursor(last: &finding_queries::FindingRecord) -> String {
+    Cursor::encode(&[&FindingId::from_uuid(last.id).to_string()])
 }
 
 /// A page of findings (for the OpenAPI document).
@@ -453,6 +462,7 @@ pub async fn triage(
         .await?
         .ok_or(ApiError::NotFound)?;
     let history = finding_queries::history(&mut tx, finding_id).await?;
+    crate::jobs::queue::queue_posture_refresh(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(FindingDetail {
         finding: record.into(),
@@ -495,6 +505,9 @@ pub async fn bulk_triage(
     let decision = parse_triage(decision, context.actor(), "")?;
     let mut tx = state.store.begin_tenant(context.tenant_id).await?;
     let changed = finding_queries::triage(&mut tx, &ids, &decision).await?;
+    if !changed.is_empty() {
+        crate::jobs::queue::queue_posture_refresh(&mut tx).await?;
+    }
     tx.commit().await?;
     Ok(Json(BulkTriageResult {
         updated: changed.len(),

@@ -2,9 +2,11 @@
 
 pub mod api_keys;
 pub mod assets;
+pub mod compliance;
 pub mod error;
 pub mod extract;
 pub mod findings;
+pub mod frameworks;
 pub mod health;
 pub mod idempotency;
 pub mod metrics;
@@ -34,6 +36,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/org", get(org::get_org))
         .route("/v1/settings", get(settings::get).patch(settings::update))
         .route("/v1/posture", get(posture::get))
+        .route("/v1/posture/history", get(posture::history))
+        .route("/v1/compliance", get(compliance::overview))
+        .route("/v1/compliance/{framework}", get(compliance::framework))
+        .route(
+            "/v1/compliance/{framework}/controls/{control}",
+            get(compliance::control),
+        )
+        .route(
+            "/v1/frameworks",
+            get(frameworks::list).post(frameworks::create),
+        )
+        .route(
+            "/v1/frameworks/{id}",
+            get(frameworks::get)
+                .put(frameworks::replace)
+                .delete(frameworks::delete),
+        )
         .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
         .route(
             "/v1/api-keys/{id}",

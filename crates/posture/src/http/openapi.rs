@@ -11,8 +11,17 @@ use utoipa::{Modify, OpenApi};
         description = "Security posture and compliance for organizations. Authenticate with `Authorization: Bearer sp_live_…`. Every error is RFC 9457 `application/problem+json`; another organization's objects are always 404.",
     ),
     paths(
-                super::org::get_org,
-                super::posture::get,
+        super::org::get_org,
+        super::posture::get,
+        super::posture::history,
+        super::compliance::overview,
+        super::compliance::framework,
+        super::compliance::control,
+        super::frameworks::create,
+        super::frameworks::list,
+        super::frameworks::get,
+        super::frameworks::replace,
+        super::frameworks::delete,
         super::settings::get,
         super::settings::update,
         super::api_keys::create,
@@ -48,6 +57,8 @@ use utoipa::{Modify, OpenApi};
         (name = "assets", description = "What gets scanned: repositories, images, hosts, domains, URLs, cloud accounts, SaaS apps"),
         (name = "scans", description = "Submitting scanner reports and following their processing"),
         (name = "findings", description = "De-duplicated findings, their history, and triage"),
+        (name = "posture", description = "The security score with its working, and its history"),
+        (name = "compliance", description = "Compliance with SOC 2, ISO 27001, NIST 800-53, PCI DSS, CIS Controls and custom frameworks, down to the failing findings"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )
 )]

@@ -129,6 +129,8 @@ pub async fn update(
         },
     )
     .await?;
+    // SLA due dates moved: breaches and the posture view with them.
+    crate::jobs::queue::queue_posture_refresh(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(view(policy)))
 }

@@ -111,6 +111,8 @@ impl ScanProcessor {
                     counts,
                 )
                 .await?;
+                // The posture view is recomputed from the new findings after this commits.
+                queue::queue_posture_refresh(&mut tx).await?;
                 tracing::info!(
                     total = counts.total,
                     new = counts.new,

@@ -85,6 +85,54 @@ pub async fn complete(
     Ok(updated == 1)
 }
 
+/// Queues a posture refresh for the transaction's tenant, in the transaction
+/// that changed its findings (or anything else the posture view shows), so the
+/// change and the refresh commit together. At most one refresh waits per tenant:
+/// if one is already queued it covers this change too.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn queue_posture_refresh(tx: &mut TenantTx) -> Result<(), sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    let queued = sqlx::query(
+        "INSERT INTO jobs (tenant_id, id, kind, max_attempts) VALUES ($1, $2, 'refresh_posture', 3)
+         ON CONFLICT (tenant_id) WHERE kind = 'refresh_posture' AND status = 'queued' DO NOTHING",
+    )
+    .bind(tenant_id)
+    .bind(Uuid::now_v7())
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    if queued == 1 {
+        // Delivered on commit: idle workers wake at once instead of at their next poll.
+        sqlx::query("SELECT pg_notify('posture_jobs', '')")
+            .execute(tx.conn())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes a finished job that leaves nothing to show (a posture refresh),
+/// inside the transaction that stored its result. Returns false if this worker
+/// no longer holds it: the caller must then roll back.
+pub async fn complete_by_deleting(
+    tx: &mut TenantTx,
+    job: &ClaimedJob,
+    worker: &str,
+) -> Result<bool, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    let deleted = sqlx::query(
+        "DELETE FROM jobs
+         WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4",
+    )
+    .bind(tenant_id)
+    .bind(job.job_id)
+    .bind(worker)
+    .bind(job.attempt)
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    Ok(deleted == 1)
+}
+
 /// Extends this worker's lease on a running job; false if it no longer holds it.
 pub async fn renew(
     tx: &mut TenantTx,

@@ -8,6 +8,7 @@
 use super::queue::{self, ClaimedJob, FailureOutcome};
 use crate::ingest::process::ScanProcessor;
 use crate::store::{scans, Store};
+use crate::summary::refresh::{self, Refreshed};
 use serde_json::json;
 use sqlx::postgres::PgListener;
 use std::sync::Arc;
@@ -107,7 +108,8 @@ async fn listen(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
 const RISK_EXPIRY_BATCH: i32 = 1_000;
 
 /// Periodic upkeep: findings whose risk acceptance has lapsed reopen even if no
-/// scan sees them again. Runs in every worker process; `SKIP LOCKED` in the
+/// scan sees them again, and tenants whose posture view is due get a refresh
+/// (the daily snapshot job). Runs in every worker process; `SKIP LOCKED` in the
 /// function keeps concurrent rounds from colliding.
 async fn maintain(store: Store, interval: Duration, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(interval);
@@ -124,6 +126,11 @@ async fn maintain(store: Store, interval: Duration, shutdown: CancellationToken)
             }
             Err(error) => tracing::warn!(%error, "reopening expired risk acceptances failed"),
         }
+        match queue_due_posture_refreshes(&store).await {
+            Ok(0) => {}
+            Ok(queued) => tracing::info!(queued, "queued posture refreshes that came due"),
+            Err(error) => tracing::warn!(%error, "queueing due posture refreshes failed"),
+        }
     }
 }
 
@@ -132,6 +139,18 @@ async fn maintain(store: Store, interval: Duration, shutdown: CancellationToken)
 pub async fn reopen_expired_risk_acceptances(store: &Store) -> Result<i32, sqlx::Error> {
     sqlx::query_scalar("SELECT reopen_expired_risk_acceptances($1)")
         .bind(RISK_EXPIRY_BATCH)
+        .fetch_one(store.pool())
+        .await
+}
+
+/// Most tenants one upkeep round queues a refresh for.
+const REFRESH_BATCH: i32 = 1_000;
+
+/// Queues a posture refresh for tenants whose view is due: a new UTC day (the
+/// daily snapshot), an SLA date passed, or no view yet. Returns how many.
+pub async fn queue_due_posture_refreshes(store: &Store) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT queue_due_posture_refreshes($1)")
+        .bind(REFRESH_BATCH)
         .fetch_one(store.pool())
         .await
 }
@@ -171,7 +190,7 @@ pub async fn run_one(processor: &ScanProcessor, settings: &WorkerSettings, job: 
     let task = {
         let processor = processor.clone();
         let job = job.clone();
-        tokio::spawn(async move { processor.process(&job).await })
+        tokio::spawn(async move { dispatch(&processor, &job).await })
     };
     // Keep the lease while the job runs, so a long apply is not taken over by
     // another worker (which would wait on its locks and then redo the work).
@@ -218,6 +237,28 @@ pub async fn run_one(processor: &ScanProcessor, settings: &WorkerSettings, job: 
     {
         // The lease will expire and the job be claimed again.
         tracing::error!(%error, job_id = %job.job_id, "could not record the job failure");
+    }
+}
+
+/// How a job that ran to the end finished (for the job log).
+#[derive(Debug)]
+#[allow(dead_code)] // The fields are read through `Debug` only.
+enum Finished {
+    Scan(crate::ingest::process::Processed),
+    Refresh(Refreshed),
+}
+
+/// Runs a job by its kind.
+async fn dispatch(processor: &ScanProcessor, job: &ClaimedJob) -> anyhow::Result<Finished> {
+    match job.kind.as_str() {
+        "refresh_posture" => refresh::refresh(
+            &processor.store,
+            job.tenant_id,
+            Some((job, processor.worker_id.as_str())),
+        )
+        .await
+        .map(Finished::Refresh),
+        _ => processor.process(job).await.map(Finished::Scan),
     }
 }
 

@@ -102,6 +102,66 @@ pub async fn list(
     .await
 }
 
+/// The SQL condition for a live finding that fails a control, with the
+/// [`ControlFilter`] bound as `$2` (CWEs), `$3` (rule LIKEs), `$4` (dependencies).
+const FAILS_CONTROL: &str = "status IN ('open', 'reopened')
+    AND (cwe_ids && $2 OR rule_id LIKE ANY ($3) OR ($4 AND package_purl IS NOT NULL))";
+
+/// What makes a live finding fail a compliance control (a control's matcher,
+/// in SQL terms).
+#[derive(Debug, Clone, Default)]
+pub struct ControlFilter {
+    pub cwes: Vec<i32>,
+    /// `LIKE` patterns escaped with `\` (see `RulePattern::to_sql_like`).
+    pub rule_likes: Vec<String>,
+    /// Findings about a package match.
+    pub dependencies: bool,
+}
+
+/// Up to `limit` live findings that fail a control, newest first, after the finding `after`.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn failing_control(
+    tx: &mut TenantTx,
+    filter: &ControlFilter,
+    after: Option<FindingId>,
+    limit: u32,
+) -> Result<Vec<FindingRecord>, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    sqlx::query_as(&format!(
+        "SELECT {FINDING_COLUMNS} FROM findings
+         WHERE tenant_id = $1 AND {FAILS_CONTROL}
+           AND id < COALESCE($5, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
+         ORDER BY id DESC
+         LIMIT $6"
+    ))
+    .bind(tenant_id)
+    .bind(&filter.cwes)
+    .bind(&filter.rule_likes)
+    .bind(filter.dependencies)
+    .bind(after.map(|id| id.as_uuid()))
+    .bind(i64::from(limit))
+    .fetch_all(tx.conn())
+    .await
+}
+
+/// How many live findings fail a control.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn count_failing_control(
+    tx: &mut TenantTx,
+    filter: &ControlFilter,
+) -> Result<i64, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM findings WHERE tenant_id = $1 AND {FAILS_CONTROL}"
+    ))
+    .bind(tenant_id)
+    .bind(&filter.cwes)
+    .bind(&filter.rule_likes)
+    .bind(filter.dependencies)
+    .fetch_one(tx.conn())
+    .await
+}
+
 /// `%text%` with LIKE's wildcards in `text` escaped.
 fn like_pattern(text: &str) -> String {
     let escaped = text

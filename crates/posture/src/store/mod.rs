@@ -13,6 +13,7 @@ pub mod audit;
 mod connect;
 pub mod finding_queries;
 pub mod findings;
+pub mod frameworks;
 pub mod idempotency;
 pub mod operator;
 pub mod posture;
@@ -156,6 +157,26 @@ impl Store {
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn begin_tenant(&self, tenant_id: TenantId) -> Result<TenantTx, sqlx::Error> {
         let mut tx = self.begin().await?;
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(tenant_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        Ok(TenantTx { tx, tenant_id })
+    }
+
+    /// Like [`Store::begin_tenant`], but read-only and REPEATABLE READ: every
+    /// statement sees the same snapshot, so several aggregates read for one
+    /// computation (the posture view) agree with each other.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn begin_tenant_snapshot(
+        &self,
+        tenant_id: TenantId,
+    ) -> Result<TenantTx, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        // Must be the transaction's first statement.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
             .bind(tenant_id.to_string())
             .execute(&mut *tx)

@@ -21,6 +21,7 @@ async fn scan(app: &TestApp, tenant: &TestTenant, results: &[(&str, &str, u32)])
         )
         .await;
     assert_eq!(scan["status"], "succeeded", "{scan}");
+    app.wait_for_posture(tenant.id).await;
 }
 
 #[tokio::test]
@@ -81,6 +82,7 @@ async fn the_score_follows_open_findings_and_shows_its_working() {
         .await
         .unwrap();
     assert_eq!(patched.status(), 200);
+    app.wait_for_posture(a.id).await;
     let after: Value = app.get("/v1/posture", &reader).await.json().await.unwrap();
     assert!(after["score"].as_u64().unwrap() > score, "{after}");
     assert_eq!(after["by_status"], json!({"open": 2, "false_positive": 1}));

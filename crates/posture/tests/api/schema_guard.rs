@@ -162,8 +162,10 @@ async fn the_app_role_is_restricted() {
 #[tokio::test]
 async fn without_a_tenant_the_app_role_sees_nothing_and_cannot_insert() {
     let app = TestApp::spawn().await;
-    let tenant = app.create_tenant(Tier::Basic).await;
+    // Premium: custom frameworks need it.
+    let tenant = app.create_tenant(Tier::Premium).await;
     give_rows_in_every_table(&app, &tenant.admin_key).await;
+    app.wait_for_posture(tenant.id).await;
     let mut connection = PgConnection::connect(&app.database.app_url())
         .await
         .unwrap();
@@ -335,4 +337,16 @@ async fn give_rows_in_every_table(app: &TestApp, key: &str) {
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let scan = app.wait_for_scan(key, &location).await;
     assert_eq!(scan["status"], "succeeded", "{scan}");
+    let framework = app
+        .client
+        .post(format!("{}/v1/frameworks", app.address))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"name": "Ours", "controls": [
+            {"id": "SEC-1", "title": "No injection", "cwes": [89]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(framework.status(), 201);
+    // posture_summaries and posture_snapshots are written by the refresh the
+    // scan and the framework queued (the caller waits for it).
 }

@@ -199,6 +199,30 @@ impl TestApp {
         }
     }
 
+    /// Waits until the tenant has no posture refresh queued or running, i.e. the
+    /// background refresh queued by the last change has stored its view.
+    pub async fn wait_for_posture(&self, tenant_id: TenantId) {
+        let started = std::time::Instant::now();
+        loop {
+            let pending: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM jobs
+                 WHERE tenant_id = $1 AND kind = 'refresh_posture' AND status IN ('queued', 'running')",
+            )
+            .bind(tenant_id.as_uuid())
+            .fetch_one(self.owner.pool())
+            .await
+            .expect("pending refreshes");
+            if pending == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(15),
+                "posture not refreshed in 15 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Submits a SARIF report for the asset named by `query`, expects 202, and
     /// waits until it is processed; returns the scan.
     pub async fn ingest_sarif(&self, key: &str, query: &str, report: &Value) -> Value {
