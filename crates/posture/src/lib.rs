@@ -5,6 +5,7 @@
 //! security). [`startup`] assembles them; [`cli`] is the `posture` command.
 
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod http;
