@@ -137,7 +137,10 @@ LANGUAGE sql SECURITY DEFINER SET search_path = public AS $$
         INSERT INTO jobs (tenant_id, id, kind, max_attempts)
         SELECT affected.tenant_id, gen_random_uuid(), 'refresh_posture', 3
         FROM (SELECT DISTINCT tenant_id FROM reopened) affected
-        ON CONFLICT (tenant_id) WHERE kind = 'refresh_posture' AND status = 'queued' DO NOTHING
+        -- Lock a refresh already queued so no worker claims it before this
+        -- commits (see queue_posture_refresh in jobs/queue.rs).
+        ON CONFLICT (tenant_id) WHERE kind = 'refresh_posture' AND status = 'queued'
+        DO UPDATE SET updated_at = now()
         RETURNING 1
     )
     SELECT count(*)::integer FROM recorded;

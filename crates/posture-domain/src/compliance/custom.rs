@@ -59,6 +59,18 @@ pub fn check_text(pointer: &str, text: &str, max: usize, errors: &mut Vec<SpecEr
     }
 }
 
+/// A control id appears in URLs (`/v1/compliance/{framework}/controls/{id}`),
+/// so it is limited to characters that need no encoding there, and may not be
+/// `.` or `..`, which HTTP clients collapse as path segments.
+fn control_id_is_valid(id: &str) -> bool {
+    !id.is_empty()
+        && id.chars().count() <= MAX_CONTROL_ID_CHARS
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '(' | ')'))
+        && !id.chars().all(|c| c == '.')
+}
+
 /// Parses a framework's controls, collecting every problem with its pointer
 /// (`/controls/3/rules/0`).
 pub fn parse_controls(specs: &[CustomControlSpec]) -> Result<Vec<Control>, Vec<SpecError>> {
@@ -77,16 +89,13 @@ pub fn parse_controls(specs: &[CustomControlSpec]) -> Result<Vec<Control>, Vec<S
     let mut controls = Vec::with_capacity(specs.len());
     for (index, spec) in specs.iter().enumerate() {
         let at = |member: &str| format!("/controls/{index}/{member}");
-        let id_ok = !spec.id.is_empty()
-            && spec.id.chars().count() <= MAX_CONTROL_ID_CHARS
-            && !spec
-                .id
-                .chars()
-                .any(|c| c.is_control() || c.is_whitespace() || c == '/');
-        if !id_ok {
+        if !control_id_is_valid(&spec.id) {
             errors.push(error(
                 at("id"),
-                format!("1 to {MAX_CONTROL_ID_CHARS} characters, without spaces or `/`"),
+                format!(
+                    "1 to {MAX_CONTROL_ID_CHARS} characters: letters, digits and . - _ : ( ), \
+                     not only dots"
+                ),
             ));
         } else if !seen_ids.insert(spec.id.as_str()) {
             errors.push(error(at("id"), "another control has this id"));
@@ -210,6 +219,7 @@ mod tests {
             spec("A", &[0], &["*"]),
             spec("A", &[], &[]),
             spec("bad id", &[1], &[]),
+            spec("..", &[1], &[]),
         ])
         .unwrap_err();
         let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
@@ -221,6 +231,7 @@ mod tests {
                 "/controls/1/id",
                 "/controls/1",
                 "/controls/2/id",
+                "/controls/3/id",
             ]
         );
         assert_eq!(parse_controls(&[]).unwrap_err()[0].pointer, "/controls");

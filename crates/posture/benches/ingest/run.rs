@@ -10,7 +10,8 @@ use posture::ingest::{compress, decompress};
 use posture::jobs::queue;
 use posture::store::assets::{self, NewAsset};
 use posture::store::scans::{self, NewScan, ScanCounts};
-use posture::store::{operator, PoolSettings, Store};
+use posture::store::{operator, posture as posture_store, PoolSettings, Store};
+use posture::summary::refresh::{refresh, Refreshed};
 use posture_domain::asset::{AssetKind, AssetName, Criticality};
 use posture_domain::ids::{AssetId, ScanId};
 use posture_domain::report::{parse_report, synthetic, ReportFormat};
@@ -44,6 +45,23 @@ pub struct SizeResult {
     pub processing_peak_rss_mib: Option<f64>,
     /// Peak RSS of the whole child process, report generation and warm-up included, MiB.
     pub process_peak_rss_mib: Option<f64>,
+    /// Reading the precomputed posture summary once the size's scans are in.
+    pub summary_read: Option<SummaryRead>,
+}
+
+/// How long `GET /v1/posture`'s database work takes on the size's tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SummaryRead {
+    /// Findings of the tenant (all statuses), and how many are live.
+    pub findings: i64,
+    pub live_findings: i64,
+    /// Reads timed (each a whole tenant transaction: begin, set_config, three
+    /// primary-key lookups, commit).
+    pub reads: usize,
+    pub median_ms: f64,
+    pub p99_ms: f64,
+    /// `EXPLAIN (ANALYZE, BUFFERS)` of the summary's row lookup.
+    pub plan: String,
 }
 
 /// One phase over all runs.
@@ -87,6 +105,10 @@ pub struct PhaseResult {
     pub findings_per_sec: f64,
     /// Peak RSS during `process` (`VmHWM` reset just before), MiB.
     pub peak_rss_mib: Option<f64>,
+    /// The posture refresh the scan queued (score, MTTR, compliance over every
+    /// finding of the tenant), run right after it: background work, timed apart.
+    #[serde(default)]
+    pub refresh_ms: f64,
 }
 
 /// The PostgreSQL server's version.
@@ -150,6 +172,7 @@ pub async fn size(size: usize, runs: usize, database: &str) -> anyhow::Result<Si
             samples.push(result);
         }
     }
+    let summary_read = Some(bench.summary_read().await?);
     let phases = phases(size)
         .iter()
         .map(|(phase, _)| summarize(samples.iter().filter(|s| s.phase == *phase).collect()))
@@ -168,6 +191,7 @@ pub async fn size(size: usize, runs: usize, database: &str) -> anyhow::Result<Si
             .map(|bytes| bytes as f64 / MIB),
         phases,
         samples,
+        summary_read,
     })
 }
 
@@ -298,6 +322,30 @@ impl Bench {
         let apply = self.clock.take();
         ensure!(outcome == Processed::Applied, "scan ended {outcome:?}");
 
+        // The posture refresh the scan queued, as a worker would run it next.
+        let refresh_job = queue::claim(&self.store, &self.processor.worker_id, 1, self.lease)
+            .await?
+            .into_iter()
+            .next()
+            .context("the scan queued no posture refresh")?;
+        ensure!(
+            refresh_job.kind == "refresh_posture",
+            "claimed {}",
+            refresh_job.kind
+        );
+        let refresh_started = Instant::now();
+        let refreshed = refresh(
+            &self.store,
+            self.tenant,
+            Some((&refresh_job, self.processor.worker_id.as_str())),
+        )
+        .await?;
+        let refresh_time = refresh_started.elapsed();
+        ensure!(
+            refreshed == Refreshed::Stored,
+            "refresh ended {refreshed:?}"
+        );
+
         let counts = self.counts(scan_id).await?;
         let expected = match phase {
             "first" => (size as i32, 0, 0),
@@ -336,9 +384,47 @@ impl Bench {
                 client_cpu_ms: cpu.map_or(f64::NAN, ms),
                 findings_per_sec: results as f64 / total.as_secs_f64(),
                 peak_rss_mib: peak.map(|bytes| bytes as f64 / MIB),
+                refresh_ms: ms(refresh_time),
             },
             peak_before,
         ))
+    }
+
+    /// Times the summary read `GET /v1/posture` does, and explains its lookup.
+    async fn summary_read(&self) -> anyhow::Result<SummaryRead> {
+        const READS: usize = 500;
+        let mut tx = self.store.begin_tenant(self.tenant).await?;
+        let (findings, live_findings): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE status IN ('open', 'reopened')) FROM findings",
+        )
+        .fetch_one(tx.conn())
+        .await?;
+        let plan: Vec<String> = sqlx::query_scalar(
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
+             SELECT computed_at, posture FROM posture_summaries WHERE tenant_id = $1",
+        )
+        .bind(self.tenant.as_uuid())
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        let mut times = Vec::with_capacity(READS);
+        for _ in 0..READS {
+            let started = Instant::now();
+            let mut tx = self.store.begin_tenant(self.tenant).await?;
+            let stored = posture_store::stored(&mut tx).await?;
+            tx.commit().await?;
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+            ensure!(stored.is_some(), "no stored summary");
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(SummaryRead {
+            findings,
+            live_findings,
+            reads: READS,
+            median_ms: times[READS / 2],
+            p99_ms: times[READS * 99 / 100],
+            plan: plan.join("\n"),
+        })
     }
 
     async fn counts(&self, scan_id: ScanId) -> anyhow::Result<ScanCounts> {

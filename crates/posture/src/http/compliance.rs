@@ -197,6 +197,7 @@ async fn find_framework(tx: &mut TenantTx, id: &str) -> Result<Framework, ApiErr
 
 /// Query of `GET /v1/compliance/{framework}`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FrameworkQuery {
     /// Only controls with this status: `passed`, `failed` or `not_assessed`.
@@ -270,7 +271,8 @@ async fn framework_result(
     let stored = view.framework(framework_id);
     match (stored, custom) {
         (Some(result), None) => Ok((computed_at, result.clone())),
-        (Some(result), Some(record)) if record.updated_at <= computed_at => {
+        // The stored result is of the framework's current revision.
+        (Some(result), Some(record)) if result.version == record.to_framework().version => {
             Ok((computed_at, result.clone()))
         }
         (_, Some(record)) => {
@@ -293,9 +295,10 @@ async fn framework_result(
 
 /// Query of the drill-down.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ControlQuery {
-    /// Findings per page, 1–200 (default 50).
+    /// Findings per page, 1–100 (default 50).
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -43,7 +43,7 @@ pub struct FrameworkBody {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ControlSpecSchema {
-    /// Unique in the framework; 1–64 characters, no spaces or `/` (e.g. `SEC-01`).
+    /// Unique in the framework; 1–64 characters: letters, digits and `. - _ : ( )`, not only dots (e.g. `SEC-01`).
     id: String,
     /// 1–200 characters.
     title: String,
@@ -157,7 +157,7 @@ pub async fn create(
     context.require(Scope::Write)?;
     validate(&body)?;
     let mut tx = state.store.begin_tenant(context.tenant_id).await?;
-    if frameworks::count(&mut tx).await? >= MAX_FRAMEWORKS_PER_TENANT {
+    if frameworks::lock_and_count(&mut tx).await? >= MAX_FRAMEWORKS_PER_TENANT {
         return Err(ApiError::Conflict(format!(
             "An organization may have at most {MAX_FRAMEWORKS_PER_TENANT} custom frameworks; delete one first."
         )));

@@ -100,6 +100,7 @@ async fn load_or_compute(state: &AppState, tenant_id: TenantId) -> Result<Stored
 
 /// Query of `GET /v1/posture/history`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Days back from today, 1–365 (default 90).

@@ -88,20 +88,24 @@ pub async fn complete(
 /// Queues a posture refresh for the transaction's tenant, in the transaction
 /// that changed its findings (or anything else the posture view shows), so the
 /// change and the refresh commit together. At most one refresh waits per tenant:
-/// if one is already queued it covers this change too.
+/// if one is already queued it covers this change too — and this transaction
+/// then row-locks it (the no-op `DO UPDATE`), so no worker can claim it (claims
+/// skip locked rows) and read the data before this change commits. `DO NOTHING`
+/// would take no lock, and the change could miss every refresh.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn queue_posture_refresh(tx: &mut TenantTx) -> Result<(), sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
-    let queued = sqlx::query(
+    let queued: bool = sqlx::query_scalar(
         "INSERT INTO jobs (tenant_id, id, kind, max_attempts) VALUES ($1, $2, 'refresh_posture', 3)
-         ON CONFLICT (tenant_id) WHERE kind = 'refresh_posture' AND status = 'queued' DO NOTHING",
+         ON CONFLICT (tenant_id) WHERE kind = 'refresh_posture' AND status = 'queued'
+         DO UPDATE SET updated_at = now()
+         RETURNING (xmax = 0) AS inserted",
     )
     .bind(tenant_id)
     .bind(Uuid::now_v7())
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
-    if queued == 1 {
+    .fetch_one(tx.conn())
+    .await?;
+    if queued {
         // Delivered on commit: idle workers wake at once instead of at their next poll.
         sqlx::query("SELECT pg_notify('posture_jobs', '')")
             .execute(tx.conn())
@@ -154,6 +158,35 @@ pub async fn renew(
     .await?
     .rows_affected();
     Ok(updated == 1)
+}
+
+/// Records a failed attempt of a posture refresh when another refresh of the
+/// tenant is already queued: that one covers this one's work, so this one is
+/// deleted (re-queueing it would break the one-queued-refresh rule). Returns
+/// false when there is no such sibling (or this worker lost the job): then
+/// record the failure with [`fail`].
+pub async fn drop_failed_refresh_if_covered(
+    tx: &mut TenantTx,
+    job: &ClaimedJob,
+    worker: &str,
+) -> Result<bool, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    let deleted = sqlx::query(
+        "DELETE FROM jobs
+         WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4
+           AND kind = 'refresh_posture'
+           AND EXISTS (SELECT 1 FROM jobs queued
+                       WHERE queued.tenant_id = $1 AND queued.kind = 'refresh_posture'
+                         AND queued.status = 'queued')",
+    )
+    .bind(tenant_id)
+    .bind(job.job_id)
+    .bind(worker)
+    .bind(job.attempt)
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    Ok(deleted == 1)
 }
 
 /// Records a failed attempt: queued again after an exponential backoff with

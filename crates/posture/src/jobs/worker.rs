@@ -17,6 +17,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The kind of the job that recomputes a tenant's posture summary.
+const REFRESH_POSTURE: &str = "refresh_posture";
+
 /// The channel `store::scans::insert` notifies on commit.
 pub const JOBS_CHANNEL: &str = "posture_jobs";
 
@@ -122,13 +125,17 @@ async fn maintain(store: Store, interval: Duration, shutdown: CancellationToken)
         match reopen_expired_risk_acceptances(&store).await {
             Ok(0) => {}
             Ok(reopened) => {
-                tracing::info!(reopened, "reopened findings whose risk acceptance expired")
+                tracing::info!(reopened, "reopened findings whose risk acceptance expired");
+                wake_workers(&store).await;
             }
             Err(error) => tracing::warn!(%error, "reopening expired risk acceptances failed"),
         }
         match queue_due_posture_refreshes(&store).await {
             Ok(0) => {}
-            Ok(queued) => tracing::info!(queued, "queued posture refreshes that came due"),
+            Ok(queued) => {
+                tracing::info!(queued, "queued posture refreshes that came due");
+                wake_workers(&store).await;
+            }
             Err(error) => tracing::warn!(%error, "queueing due posture refreshes failed"),
         }
     }
@@ -141,6 +148,18 @@ pub async fn reopen_expired_risk_acceptances(store: &Store) -> Result<i32, sqlx:
         .bind(RISK_EXPIRY_BATCH)
         .fetch_one(store.pool())
         .await
+}
+
+/// Tells idle workers (of every process) that jobs were queued outside a
+/// request: the SQL upkeep functions do not notify themselves.
+async fn wake_workers(store: &Store) {
+    if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+        .bind(JOBS_CHANNEL)
+        .execute(store.pool())
+        .await
+    {
+        tracing::debug!(%error, "could not notify workers; they will poll");
+    }
 }
 
 /// Most tenants one upkeep round queues a refresh for.
@@ -251,7 +270,7 @@ enum Finished {
 /// Runs a job by its kind.
 async fn dispatch(processor: &ScanProcessor, job: &ClaimedJob) -> anyhow::Result<Finished> {
     match job.kind.as_str() {
-        "refresh_posture" => refresh::refresh(
+        REFRESH_POSTURE => refresh::refresh(
             &processor.store,
             job.tenant_id,
             Some((job, processor.worker_id.as_str())),
@@ -307,7 +326,12 @@ async fn record_permanent_failure(
     message: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = store.begin_tenant(job.tenant_id).await?;
-    if !queue::complete(&mut tx, job, worker_id).await? {
+    let completed = if job.kind == REFRESH_POSTURE {
+        queue::complete_by_deleting(&mut tx, job, worker_id).await?
+    } else {
+        queue::complete(&mut tx, job, worker_id).await?
+    };
+    if !completed {
         return Ok(());
     }
     if let Some(scan_id) = job.scan_id {
@@ -329,6 +353,11 @@ async fn record_failure(
     failure: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = store.begin_tenant(job.tenant_id).await?;
+    if job.kind == REFRESH_POSTURE
+        && queue::drop_failed_refresh_if_covered(&mut tx, job, worker_id).await?
+    {
+        return tx.commit().await;
+    }
     let outcome = queue::fail(&mut tx, job, worker_id, failure, settings.retry_base).await?;
     if let (FailureOutcome::Dead, Some(scan_id)) = (outcome, job.scan_id) {
         let reason = json!({ "kind": "processing_failed", "message": "processing failed on every attempt; see the job's last error" });

@@ -47,9 +47,17 @@ pub struct FrameworkFields<'a> {
 
 const COLUMNS: &str = "id, name, description, controls, revision, created_at, updated_at";
 
-/// How many custom frameworks the tenant has.
-pub async fn count(tx: &mut TenantTx) -> Result<i64, sqlx::Error> {
+/// How many custom frameworks the tenant has, holding (until the transaction
+/// ends) a per-tenant lock that other callers of this function wait for, so
+/// concurrent creates cannot all see room under the cap.
+pub async fn lock_and_count(tx: &mut TenantTx) -> Result<i64, sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('custom_frameworks/' || $1::text, 0))",
+    )
+    .bind(tenant_id)
+    .execute(tx.conn())
+    .await?;
     sqlx::query_scalar("SELECT count(*) FROM custom_frameworks WHERE tenant_id = $1")
         .bind(tenant_id)
         .fetch_one(tx.conn())

@@ -7,7 +7,8 @@
 //!   of A's ids of that kind and must answer exactly what an unknown id gets (404).
 //! - [`LIST_ROUTES`]: collection routes. B pages through each with a small limit and
 //!   must find none of A's ids (while finding its own, so the check is not vacuous).
-//! - [`probe_body`]: a valid body for id routes that take one (PATCH), so B's request
+//!   [`UNPAGED_LIST_ROUTES`] are collections listed whole, checked the same way.
+//! - [`probe_body`]: a valid body for id routes that take one (PATCH, PUT), so B's request
 //!   reaches the lookup instead of being refused for its body.
 //!
 //! Object kinds ([`Kind`]) name the placeholder in the path template and where to
@@ -30,10 +31,18 @@ enum Kind {
     Scan,
     /// `fnd_…` ids, listed by `GET /v1/findings`.
     Finding,
+    /// `cfw_…` custom framework ids, listed (whole, unpaged) by `GET /v1/frameworks`.
+    Framework,
 }
 
 impl Kind {
-    const ALL: &'static [Kind] = &[Kind::ApiKey, Kind::Asset, Kind::Scan, Kind::Finding];
+    const ALL: &'static [Kind] = &[
+        Kind::ApiKey,
+        Kind::Asset,
+        Kind::Scan,
+        Kind::Finding,
+        Kind::Framework,
+    ];
 
     /// The placeholder in path templates.
     fn placeholder(self) -> &'static str {
@@ -42,6 +51,7 @@ impl Kind {
             Kind::Asset => "{asset}",
             Kind::Scan => "{scan}",
             Kind::Finding => "{finding}",
+            Kind::Framework => "{framework}",
         }
     }
 
@@ -52,7 +62,13 @@ impl Kind {
             Kind::Asset => "/v1/assets",
             Kind::Scan => "/v1/scans",
             Kind::Finding => "/v1/findings",
+            Kind::Framework => "/v1/frameworks",
         }
+    }
+
+    /// Whether the list route pages (`limit`/`cursor`) or lists everything at once.
+    fn paginated(self) -> bool {
+        !UNPAGED_LIST_ROUTES.contains(&self.list_route())
     }
 
     /// The prefix of this kind's ids (`key_`, `ast_`).
@@ -68,6 +84,7 @@ impl Kind {
             Kind::Asset => "ast_0000000000000000000000",
             Kind::Scan => "scn_0000000000000000000000",
             Kind::Finding => "fnd_0000000000000000000000",
+            Kind::Framework => "cfw_0000000000000000000000",
         }
     }
 }
@@ -83,10 +100,28 @@ const ID_ROUTES: &[(&str, &str, Kind)] = &[
     ("GET", "/v1/scans/{scan}", Kind::Scan),
     ("GET", "/v1/findings/{finding}", Kind::Finding),
     ("PATCH", "/v1/findings/{finding}", Kind::Finding),
+    ("GET", "/v1/frameworks/{framework}", Kind::Framework),
+    ("PUT", "/v1/frameworks/{framework}", Kind::Framework),
+    ("DELETE", "/v1/frameworks/{framework}", Kind::Framework),
+    ("GET", "/v1/compliance/{framework}", Kind::Framework),
+    (
+        "GET",
+        "/v1/compliance/{framework}?status=failed",
+        Kind::Framework,
+    ),
+    // Every framework of both tenants has a control `SEC-01` (see [`World::build`]).
+    (
+        "GET",
+        "/v1/compliance/{framework}/controls/SEC-01",
+        Kind::Framework,
+    ),
 ];
 
 /// Collection routes (paginated with `limit`/`cursor`, items carry `id`).
 const LIST_ROUTES: &[&str] = &["/v1/api-keys", "/v1/assets", "/v1/scans", "/v1/findings"];
+
+/// Collection routes that list everything in one response (`data`, items carry `id`).
+const UNPAGED_LIST_ROUTES: &[&str] = &["/v1/frameworks"];
 
 /// A valid body for the id routes that take one, so B's request gets as far as the
 /// lookup (a missing body would be refused first, proving nothing about isolation).
@@ -96,6 +131,7 @@ fn probe_body(method: &str, template: &str) -> Option<Value> {
         ("PATCH", "/v1/findings/{finding}") => {
             Some(json!({ "status": "false_positive", "reason": "b says so" }))
         }
+        ("PUT", "/v1/frameworks/{framework}") => Some(framework_body(FRAMEWORKS[0], &[1])),
         _ => None,
     }
 }
@@ -107,6 +143,27 @@ const ASSETS: &[(&str, &str)] = &[
     ("host", "db-1.internal"),
     ("domain", "acme.example"),
 ];
+
+/// The names of A's custom frameworks; B has one named like A's first (names are
+/// unique only within a tenant).
+const FRAMEWORKS: &[&str] = &["Secure coding", "Cloud baseline", "Supply chain"];
+
+/// A custom framework definition with one control, `SEC-01`, mapping `cwes` and
+/// the rule of [`submit_scan`]'s findings.
+fn framework_body(name: &str, cwes: &[u32]) -> Value {
+    json!({
+        "name": name,
+        "controls": [{ "id": "SEC-01", "title": "Secure code", "cwes": cwes, "rules": ["rule"] }],
+    })
+}
+
+/// Creates a custom framework through the API; returns its id.
+async fn create_framework(app: &TestApp, key: &str, body: &Value) -> String {
+    let response = app.post_json("/v1/frameworks", key, body).await;
+    assert_eq!(response.status(), 201, "creating {body}");
+    let created: Value = response.json().await.unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
 
 /// Two tenants with data, and the keys to act as them.
 struct World {
@@ -120,8 +177,9 @@ struct World {
 impl World {
     async fn build() -> World {
         let app = TestApp::spawn().await;
-        let a = app.create_tenant(Tier::Premium).await;
-        let b = app.create_tenant(Tier::Basic).await;
+        // Both may define custom frameworks, so B's writes reach the lookup.
+        let a = app.create_tenant(Tier::Enterprise).await;
+        let b = app.create_tenant(Tier::Premium).await;
         let mut a_extra = Vec::new();
         for (name, scopes) in [("a-ci", json!(["write"])), ("a-reader", json!(["read"]))] {
             let created = create_key(&app, &a.admin_key, name, scopes).await;
@@ -142,12 +200,20 @@ impl World {
                 submit_scan(&app, &tenant.admin_key).await;
             }
         }
+        for name in FRAMEWORKS {
+            create_framework(&app, &a.admin_key, &framework_body(name, &[89, 79])).await;
+        }
+        create_framework(&app, &b.admin_key, &framework_body(FRAMEWORKS[0], &[89])).await;
         World { app, a, b, a_extra }
     }
 
     /// Every id of `kind` that `tenant` owns, as its own listing shows them.
     async fn ids(&self, tenant: &TestTenant, kind: Kind) -> BTreeSet<String> {
-        list_all(&self.app, kind.list_route(), &tenant.admin_key).await
+        if kind.paginated() {
+            list_all(&self.app, kind.list_route(), &tenant.admin_key).await
+        } else {
+            list_unpaged(&self.app, kind.list_route(), &tenant.admin_key).await
+        }
     }
 }
 
@@ -216,6 +282,23 @@ async fn list_all(app: &TestApp, route: &str, key: &str) -> BTreeSet<String> {
         }
     }
     panic!("{route}: more than 100 pages; the cursor does not advance");
+}
+
+/// Every item's id in an unpaged collection `route`.
+async fn list_unpaged(app: &TestApp, route: &str, key: &str) -> BTreeSet<String> {
+    let response = app.get(route, key).await;
+    assert_eq!(response.status(), 200, "GET {route}");
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body.get("next_cursor").is_none(),
+        "GET {route} pages: {body}"
+    );
+    let mut ids = BTreeSet::new();
+    for item in body["data"].as_array().unwrap() {
+        let id = item["id"].as_str().unwrap();
+        assert!(ids.insert(id.to_owned()), "GET {route}: {id} listed twice");
+    }
+    ids
 }
 
 /// Every `next_cursor` met while paging through `route` with `limit=1`.
@@ -411,6 +494,200 @@ async fn another_tenants_patch_and_delete_leave_assets_unchanged() {
 }
 
 #[tokio::test]
+async fn another_tenants_put_and_delete_leave_custom_frameworks_unchanged() {
+    let world = World::build().await;
+    let app = &world.app;
+    // No refresh left to change a compliance view between the two snapshots.
+    app.wait_for_posture(world.a.id).await;
+    app.wait_for_posture(world.b.id).await;
+    let a_ids = world.ids(&world.a, Kind::Framework).await;
+    assert_eq!(a_ids.len(), FRAMEWORKS.len());
+    let b_ids = world.ids(&world.b, Kind::Framework).await;
+    assert_eq!(b_ids.len(), 1);
+    // Each framework and its compliance view, as its owner sees them.
+    let snapshot = |tenant: &TestTenant, ids: &BTreeSet<String>| {
+        let key = tenant.admin_key.clone();
+        let ids = ids.clone();
+        async move {
+            let mut views = Vec::new();
+            for id in &ids {
+                for path in [
+                    format!("/v1/frameworks/{id}"),
+                    format!("/v1/compliance/{id}"),
+                ] {
+                    let response = app.get(&path, &key).await;
+                    views.push((response.status().as_u16(), response.text().await.unwrap()));
+                }
+            }
+            views
+        }
+    };
+    let a_before = snapshot(&world.a, &a_ids).await;
+    let b_before = snapshot(&world.b, &b_ids).await;
+    assert!(
+        a_before.iter().all(|(status, _)| *status == 200),
+        "{a_before:?}"
+    );
+
+    for id in &a_ids {
+        let path = format!("/v1/frameworks/{id}");
+        // Renames too, to a name B already uses and to one only A uses (a 409 would
+        // reveal the row).
+        for body in [
+            framework_body(FRAMEWORKS[0], &[1]),
+            framework_body(FRAMEWORKS[1], &[1]),
+            framework_body("B's takeover", &[1]),
+        ] {
+            let response = send(app, "PUT", &path, &world.b.admin_key, Some(&body)).await;
+            assert_problem(response, 404).await;
+        }
+        assert_problem(app.delete(&path, &world.b.admin_key).await, 404).await;
+    }
+
+    // A sees exactly what it saw before, byte for byte (revision and updated_at included),
+    // and so does B of its own framework.
+    assert_eq!(snapshot(&world.a, &a_ids).await, a_before);
+    assert_eq!(snapshot(&world.b, &b_ids).await, b_before);
+    assert_eq!(world.ids(&world.a, Kind::Framework).await, a_ids);
+    let changes: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action IN ('framework.replaced', 'framework.deleted')",
+    )
+    .fetch_one(app.owner.pool())
+    .await
+    .unwrap();
+    assert_eq!(changes, 0);
+}
+
+#[tokio::test]
+async fn compliance_shows_the_callers_frameworks_and_findings_only() {
+    let world = World::build().await;
+    let app = &world.app;
+    // A also has findings the built-in catalog maps (CWE-89, CWE-79); B has only
+    // `rule` findings, which nothing built in maps.
+    let results: Vec<Value> = [("sqli", 1), ("sqli", 2), ("xss", 3)]
+        .iter()
+        .map(|(rule, line)| {
+            json!({"ruleId": rule, "level": "error", "message": {"text": "issue"},
+                   "locations": [{"physicalLocation": {"artifactLocation": {"uri": "web.py"}, "region": {"startLine": line}}}]})
+        })
+        .collect();
+    let rules = json!([
+        {"id": "sqli", "properties": {"tags": ["external/cwe/cwe-89"]}},
+        {"id": "xss", "properties": {"tags": ["CWE-79"]}},
+    ]);
+    let report = json!({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "codeql", "rules": rules}}, "results": results}]});
+    let scan = app
+        .ingest_sarif(
+            &world.a.admin_key,
+            "asset_kind=repository&asset_name=github.com/acme/web&scope=full",
+            &report,
+        )
+        .await;
+    assert_eq!(scan["status"], "succeeded", "{scan}");
+    app.wait_for_posture(world.a.id).await;
+    app.wait_for_posture(world.b.id).await;
+
+    let a_frameworks = world.ids(&world.a, Kind::Framework).await;
+    let b_frameworks = world.ids(&world.b, Kind::Framework).await;
+    let a_findings = world.ids(&world.a, Kind::Finding).await;
+    let b_findings = world.ids(&world.b, Kind::Finding).await;
+    assert_eq!(a_findings.len(), b_findings.len() + 3);
+
+    let overview = |tenant: &TestTenant| {
+        let key = tenant.admin_key.clone();
+        async move {
+            let response = app.get("/v1/compliance", &key).await;
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let custom_ids = |overview: &Value| -> BTreeSet<String> {
+        overview["frameworks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["custom"] == true)
+            .map(|entry| entry["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let failed_builtin = |overview: &Value| -> u64 {
+        overview["frameworks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["custom"] == false)
+            .map(|entry| entry["failed"].as_u64().unwrap())
+            .sum()
+    };
+    let a_overview = overview(&world.a).await;
+    let b_overview = overview(&world.b).await;
+    // Each sees its own custom frameworks, never the other's.
+    assert_eq!(custom_ids(&a_overview), a_frameworks, "{a_overview}");
+    assert_eq!(custom_ids(&b_overview), b_frameworks, "{b_overview}");
+    // A's mapped findings fail A's built-in controls, not B's: B's open findings are
+    // exactly its unmapped ones, and nothing of B's fails.
+    assert!(failed_builtin(&a_overview) > 0, "{a_overview}");
+    assert_eq!(failed_builtin(&b_overview), 0, "{b_overview}");
+    assert_eq!(b_overview["unmapped_findings"], b_findings.len());
+    assert_eq!(a_overview["unmapped_findings"], b_findings.len());
+    assert_eq!(b_overview["compliance_percent"], 100.0, "{b_overview}");
+
+    // Each custom framework's control counts and lists its owner's findings only.
+    for (tenant, frameworks, findings) in [
+        (&world.a, &a_frameworks, &a_findings),
+        (&world.b, &b_frameworks, &b_findings),
+    ] {
+        for id in frameworks {
+            let path = format!("/v1/compliance/{id}/controls/SEC-01?limit=100");
+            let detail: Value = app
+                .get(&path, &tenant.admin_key)
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(detail["control"]["status"], "failed", "{path}: {detail}");
+            assert_eq!(
+                detail["control"]["failing_findings"],
+                findings.len(),
+                "{path}"
+            );
+            let listed: BTreeSet<String> = detail["findings"]["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["id"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(&listed, findings, "{path}");
+            let framework: Value = app
+                .get(&format!("/v1/compliance/{id}"), &tenant.admin_key)
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(framework["controls"][0]["failing_findings"], findings.len());
+        }
+    }
+    // A built-in control's drill-down: A's SQL injection findings, none for B.
+    let path = "/v1/compliance/soc2/controls/CC7.1?limit=100";
+    let a_page: Value = app
+        .get(path, &world.a.admin_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a_page["findings"]["data"].as_array().unwrap().len(), 3);
+    let b_page: Value = app
+        .get(path, &world.b.admin_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b_page["control"]["status"], "passed", "{b_page}");
+    assert_eq!(b_page["control"]["failing_findings"], 0);
+    assert_eq!(b_page["findings"]["data"], json!([]));
+}
+
+#[tokio::test]
 async fn lists_never_contain_another_tenants_ids() {
     let world = World::build().await;
     let app = &world.app;
@@ -486,6 +763,30 @@ async fn lists_never_contain_another_tenants_ids() {
             }
         }
     }
+
+    for route in UNPAGED_LIST_ROUTES {
+        let kind = Kind::ALL
+            .iter()
+            .find(|kind| kind.list_route() == *route)
+            .expect("an unpaged route lists a kind");
+        for (viewer, own, other, who) in [
+            (&world.b, &b_ids, &a_ids, "B"),
+            (&world.a, &a_ids, &b_ids, "A"),
+        ] {
+            let listed = list_unpaged(app, route, &viewer.admin_key).await;
+            assert!(
+                listed.is_disjoint(other),
+                "{who}'s {route} lists the other tenant's ids: {listed:?}"
+            );
+            let own_of_kind: BTreeSet<String> = own
+                .iter()
+                .filter(|id| id.starts_with(kind.id_prefix()))
+                .cloned()
+                .collect();
+            assert_eq!(listed, own_of_kind, "{who}'s {route}");
+            assert!(!listed.is_empty(), "{who}'s {route}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -493,8 +794,8 @@ async fn org_shows_the_callers_tenant_only() {
     let world = World::build().await;
     let app = &world.app;
     for (tenant, other, tier) in [
-        (&world.b, &world.a, "basic"),
-        (&world.a, &world.b, "premium"),
+        (&world.b, &world.a, "premium"),
+        (&world.a, &world.b, "enterprise"),
     ] {
         let mut keys = vec![tenant.admin_key.clone()];
         if tenant.id == world.a.id {

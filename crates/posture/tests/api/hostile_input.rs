@@ -347,6 +347,20 @@ async fn odd_inputs_never_produce_a_5xx_and_errors_are_always_problems() {
         format!("/v1/api-keys?{long_segment}={long_segment}"),
         "*".to_owned(),
         "http://evil.example/v1/org".to_owned(),
+        "/v1/compliance/%00".to_owned(),
+        "/v1/compliance/%ff%fe/controls/x".to_owned(),
+        "/v1/compliance/soc2/controls/%00".to_owned(),
+        "/v1/compliance/soc2/controls/..%2f..%2forg".to_owned(),
+        format!("/v1/compliance/soc2/controls/{long_segment}"),
+        format!("/v1/compliance/cfw_{long_segment}"),
+        "/v1/compliance/soc2?status=%00".to_owned(),
+        "/v1/compliance/soc2/controls/CC7.1?cursor=%00%00&limit=-1".to_owned(),
+        "/v1/compliance/soc2/controls/CC7.1?limit=99999999999999999999".to_owned(),
+        "/v1/posture/history?days=-1".to_owned(),
+        "/v1/posture/history?days=99999999999999999999".to_owned(),
+        "/v1/posture/history?days=1e3".to_owned(),
+        "/v1/frameworks/%00".to_owned(),
+        format!("/v1/frameworks/cfw_{long_segment}"),
     ];
     for path in &paths {
         for method in ["GET", "DELETE", "POST"] {
