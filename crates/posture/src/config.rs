@@ -95,6 +95,23 @@ pub struct Config {
     pub scan_max_bytes_basic: usize,
     pub scan_max_bytes_premium: usize,
     pub scan_max_bytes_enterprise: usize,
+    /// `redis://…`; empty runs without Redis.
+    pub redis_url: SecretUrl,
+    pub redis_connect_timeout_ms: u64,
+    pub redis_command_timeout_ms: u64,
+    pub redis_health_interval_ms: u64,
+    pub breaker_window: usize,
+    pub breaker_minimum_calls: usize,
+    pub breaker_failure_rate_percent: u8,
+    pub breaker_slow_call_ms: u64,
+    pub breaker_open_wait_ms: u64,
+    pub breaker_half_open_probes: usize,
+    pub cache_l1_enabled: bool,
+    pub cache_l1_ttl_ms: u64,
+    pub cache_l1_capacity: u64,
+    pub cache_l2_ttl_secs: u64,
+    pub cache_version_ttl_ms: u64,
+    pub http_cache_max_age_secs: u64,
 }
 
 impl Default for Config {
@@ -136,6 +153,22 @@ impl Default for Config {
             scan_max_bytes_basic: 20 * 1024 * 1024,
             scan_max_bytes_premium: 50 * 1024 * 1024,
             scan_max_bytes_enterprise: 100 * 1024 * 1024,
+            redis_url: SecretUrl::new("redis://127.0.0.1:6379"),
+            redis_connect_timeout_ms: 100,
+            redis_command_timeout_ms: 50,
+            redis_health_interval_ms: 500,
+            breaker_window: 100,
+            breaker_minimum_calls: 20,
+            breaker_failure_rate_percent: 50,
+            breaker_slow_call_ms: 40,
+            breaker_open_wait_ms: 5_000,
+            breaker_half_open_probes: 3,
+            cache_l1_enabled: true,
+            cache_l1_ttl_ms: 5_000,
+            cache_l1_capacity: 50_000,
+            cache_l2_ttl_secs: 30,
+            cache_version_ttl_ms: 1_000,
+            http_cache_max_age_secs: 5,
         }
     }
 }
@@ -187,6 +220,22 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_SCAN_MAX_BYTES_BASIC", toml_key: "scan_max_bytes_basic", default: "20971520", meaning: "Largest scan report for the basic tier." },
     SettingDoc { env: "POSTURE_SCAN_MAX_BYTES_PREMIUM", toml_key: "scan_max_bytes_premium", default: "52428800", meaning: "Largest scan report for the premium tier." },
     SettingDoc { env: "POSTURE_SCAN_MAX_BYTES_ENTERPRISE", toml_key: "scan_max_bytes_enterprise", default: "104857600", meaning: "Largest scan report for the enterprise tier." },
+    SettingDoc { env: "REDIS_URL", toml_key: "redis_url", default: "redis://127.0.0.1:6379", meaning: "Redis, the shared cache (L2); empty runs without it. Redis is never required: requests fall back to PostgreSQL." },
+    SettingDoc { env: "POSTURE_REDIS_CONNECT_TIMEOUT_MS", toml_key: "redis_connect_timeout_ms", default: "100", meaning: "Longest wait for a connection to Redis." },
+    SettingDoc { env: "POSTURE_REDIS_COMMAND_TIMEOUT_MS", toml_key: "redis_command_timeout_ms", default: "50", meaning: "Longest wait for one Redis reply; a request never waits longer on Redis." },
+    SettingDoc { env: "POSTURE_REDIS_HEALTH_INTERVAL_MS", toml_key: "redis_health_interval_ms", default: "500", meaning: "How often the Redis health check PINGs (feeding the circuit breaker)." },
+    SettingDoc { env: "POSTURE_BREAKER_WINDOW", toml_key: "breaker_window", default: "100", meaning: "Redis calls in the circuit breaker's sliding window." },
+    SettingDoc { env: "POSTURE_BREAKER_MINIMUM_CALLS", toml_key: "breaker_minimum_calls", default: "20", meaning: "Calls in the window before the failure rate is judged." },
+    SettingDoc { env: "POSTURE_BREAKER_FAILURE_RATE_PERCENT", toml_key: "breaker_failure_rate_percent", default: "50", meaning: "Failure rate (timeouts and slow calls included) at which the breaker opens." },
+    SettingDoc { env: "POSTURE_BREAKER_SLOW_CALL_MS", toml_key: "breaker_slow_call_ms", default: "40", meaning: "A Redis call at least this slow counts as a failure." },
+    SettingDoc { env: "POSTURE_BREAKER_OPEN_WAIT_MS", toml_key: "breaker_open_wait_ms", default: "5000", meaning: "How long the open breaker skips Redis before probing it." },
+    SettingDoc { env: "POSTURE_BREAKER_HALF_OPEN_PROBES", toml_key: "breaker_half_open_probes", default: "3", meaning: "Probe calls while half-open; all must succeed to close." },
+    SettingDoc { env: "POSTURE_CACHE_L1_ENABLED", toml_key: "cache_l1_enabled", default: "true", meaning: "Keep cached views in process memory (L1); off sends every cached read to Redis (for benchmarks)." },
+    SettingDoc { env: "POSTURE_CACHE_L1_TTL_MS", toml_key: "cache_l1_ttl_ms", default: "5000", meaning: "How long a view stays in L1; also how stale a view can be on an instance that cannot reach Redis." },
+    SettingDoc { env: "POSTURE_CACHE_L1_CAPACITY", toml_key: "cache_l1_capacity", default: "50000", meaning: "Most views held in L1." },
+    SettingDoc { env: "POSTURE_CACHE_L2_TTL_SECS", toml_key: "cache_l2_ttl_secs", default: "30", meaning: "How long a view stays in Redis (L2)." },
+    SettingDoc { env: "POSTURE_CACHE_VERSION_TTL_MS", toml_key: "cache_version_ttl_ms", default: "1000", meaning: "How long an instance trusts a tenant's cache generation before reading it again: a change reaches every instance within this." },
+    SettingDoc { env: "POSTURE_HTTP_CACHE_MAX_AGE_SECS", toml_key: "http_cache_max_age_secs", default: "5", meaning: "`Cache-Control: private, max-age` of cached tenant reads (they also carry an ETag for `If-None-Match`)." },
 ];
 
 impl Config {
@@ -347,6 +396,72 @@ impl Config {
             "POSTURE_SCAN_MAX_BYTES_ENTERPRISE",
             &mut self.scan_max_bytes_enterprise,
         )?;
+        if let Some(url) = env("REDIS_URL") {
+            self.redis_url = SecretUrl::new(url);
+        }
+        set(
+            &env,
+            "POSTURE_REDIS_CONNECT_TIMEOUT_MS",
+            &mut self.redis_connect_timeout_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_REDIS_COMMAND_TIMEOUT_MS",
+            &mut self.redis_command_timeout_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_REDIS_HEALTH_INTERVAL_MS",
+            &mut self.redis_health_interval_ms,
+        )?;
+        set(&env, "POSTURE_BREAKER_WINDOW", &mut self.breaker_window)?;
+        set(
+            &env,
+            "POSTURE_BREAKER_MINIMUM_CALLS",
+            &mut self.breaker_minimum_calls,
+        )?;
+        set(
+            &env,
+            "POSTURE_BREAKER_FAILURE_RATE_PERCENT",
+            &mut self.breaker_failure_rate_percent,
+        )?;
+        set(
+            &env,
+            "POSTURE_BREAKER_SLOW_CALL_MS",
+            &mut self.breaker_slow_call_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_BREAKER_OPEN_WAIT_MS",
+            &mut self.breaker_open_wait_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_BREAKER_HALF_OPEN_PROBES",
+            &mut self.breaker_half_open_probes,
+        )?;
+        set(&env, "POSTURE_CACHE_L1_ENABLED", &mut self.cache_l1_enabled)?;
+        set(&env, "POSTURE_CACHE_L1_TTL_MS", &mut self.cache_l1_ttl_ms)?;
+        set(
+            &env,
+            "POSTURE_CACHE_L1_CAPACITY",
+            &mut self.cache_l1_capacity,
+        )?;
+        set(
+            &env,
+            "POSTURE_CACHE_L2_TTL_SECS",
+            &mut self.cache_l2_ttl_secs,
+        )?;
+        set(
+            &env,
+            "POSTURE_CACHE_VERSION_TTL_MS",
+            &mut self.cache_version_ttl_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_HTTP_CACHE_MAX_AGE_SECS",
+            &mut self.http_cache_max_age_secs,
+        )?;
         if let Some(format) = env("POSTURE_LOG_FORMAT") {
             self.log_format = match format.trim() {
                 "text" => LogFormat::Text,
@@ -373,6 +488,9 @@ impl Config {
         }
         if !(1..=100).contains(&self.job_max_attempts) {
             bail!("job_max_attempts must be between 1 and 100");
+        }
+        if !(1..=100).contains(&self.breaker_failure_rate_percent) || self.breaker_window == 0 {
+            bail!("breaker_failure_rate_percent must be 1 to 100 and breaker_window positive");
         }
         if self.max_body_bytes == 0 || self.request_timeout_ms == 0 {
             bail!("max_body_bytes and request_timeout_ms must be positive");
@@ -412,6 +530,37 @@ impl Config {
             apply_statement_timeout: Duration::from_millis(
                 self.job_statement_timeout_ms.max(1_000),
             ),
+        }
+    }
+
+    /// Redis connection and circuit breaker settings.
+    pub fn redis_settings(&self) -> crate::cache::redis::RedisSettings {
+        use crate::cache::breaker::BreakerSettings;
+        let url = self.redis_url.expose().trim();
+        crate::cache::redis::RedisSettings {
+            url: (!url.is_empty()).then(|| url.to_owned()),
+            connect_timeout: Duration::from_millis(self.redis_connect_timeout_ms.max(1)),
+            command_timeout: Duration::from_millis(self.redis_command_timeout_ms.max(1)),
+            health_interval: Duration::from_millis(self.redis_health_interval_ms.max(10)),
+            breaker: BreakerSettings {
+                window: self.breaker_window,
+                minimum_calls: self.breaker_minimum_calls,
+                failure_rate: f64::from(self.breaker_failure_rate_percent) / 100.0,
+                slow_call: Duration::from_millis(self.breaker_slow_call_ms.max(1)),
+                open_wait: Duration::from_millis(self.breaker_open_wait_ms),
+                half_open_probes: self.breaker_half_open_probes.max(1),
+            },
+        }
+    }
+
+    /// View cache settings.
+    pub fn view_cache_settings(&self) -> crate::cache::views::ViewCacheSettings {
+        crate::cache::views::ViewCacheSettings {
+            l1_enabled: self.cache_l1_enabled,
+            l1_ttl: Duration::from_millis(self.cache_l1_ttl_ms.max(1)),
+            l1_capacity: self.cache_l1_capacity,
+            l2_ttl: Duration::from_secs(self.cache_l2_ttl_secs.max(1)),
+            version_ttl: Duration::from_millis(self.cache_version_ttl_ms),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Building the application apart from serving it, so tests can bind port 0.
 
 use crate::auth::{KeyVerifier, LastUsedRecorder};
+use crate::cache::redis::Redis;
+use crate::cache::views::ViewCache;
 use crate::config::Config;
 use crate::http;
 use crate::http::metrics::Metrics;
@@ -44,6 +46,8 @@ impl Application {
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("binding {}", config.listen_addr))?;
+        let redis = Redis::new(&config.redis_settings()).context("the Redis URL")?;
+        let views = Arc::new(ViewCache::new(config.view_cache_settings(), redis.clone()));
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -53,6 +57,8 @@ impl Application {
             report_permits: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
             )),
+            redis,
+            views,
         };
         Ok(Application {
             listener,
@@ -98,8 +104,10 @@ impl Application {
         let workers = spawn_workers(
             state.store.clone(),
             state.config.worker_settings(state.config.workers),
+            Some(state.views.clone()),
             workers_stop.clone(),
         );
+        let redis_health = state.redis.spawn_health_check(workers_stop.clone());
         tracing::info!(addr = %listener.local_addr()?, "serving");
 
         let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -130,6 +138,9 @@ impl Application {
             .is_err()
         {
             tracing::warn!("workers did not finish their jobs within the grace period");
+        }
+        if let Some(health) = redis_health {
+            let _ = health.await;
         }
         // The flusher writes once more on its way out.
         flusher_stop.cancel();

@@ -1,6 +1,8 @@
 //! Shared state handed to every handler.
 
 use crate::auth::{KeyVerifier, LastUsedRecorder};
+use crate::cache::redis::Redis;
+use crate::cache::views::ViewCache;
 use crate::config::Config;
 use crate::http::metrics::Metrics;
 use crate::store::Store;
@@ -23,4 +25,8 @@ pub struct AppState {
     /// report and its findings in memory and a core busy, so bursts queue here
     /// rather than exhaust memory.
     pub report_permits: Arc<tokio::sync::Semaphore>,
+    /// Redis behind its circuit breaker.
+    pub redis: Redis,
+    /// Cached tenant views (L1 → L2 → PostgreSQL).
+    pub views: Arc<ViewCache>,
 }

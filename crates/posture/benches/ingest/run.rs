@@ -143,6 +143,7 @@ pub async fn size(size: usize, runs: usize, database: &str) -> anyhow::Result<Si
             worker_id: format!("bench-{}", std::process::id()),
             max_report_bytes: config.scan_max_bytes_any(),
             apply_statement_timeout: Duration::from_millis(config.job_statement_timeout_ms),
+            views: None,
         },
         store,
         tenant,
@@ -338,6 +339,7 @@ impl Bench {
             &self.store,
             self.tenant,
             Some((&refresh_job, self.processor.worker_id.as_str())),
+            None,
         )
         .await?;
         let refresh_time = refresh_started.elapsed();

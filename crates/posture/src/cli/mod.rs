@@ -88,9 +88,25 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     cancel_on_signals(shutdown.clone());
     let stop = tokio_util::sync::CancellationToken::new();
-    let workers = spawn_workers(store.clone(), config.worker_settings(count), stop.clone());
+    // Workers bump tenants' cache generations when they store a new posture
+    // summary, so the serving instances drop their cached views.
+    let redis = crate::cache::redis::Redis::new(&config.redis_settings())?;
+    let redis_health = redis.spawn_health_check(stop.clone());
+    let views = std::sync::Arc::new(crate::cache::views::ViewCache::new(
+        config.view_cache_settings(),
+        redis,
+    ));
+    let workers = spawn_workers(
+        store.clone(),
+        config.worker_settings(count),
+        Some(views),
+        stop.clone(),
+    );
     shutdown.cancelled().await;
     stop.cancel();
+    if let Some(health) = redis_health {
+        let _ = health.await;
+    }
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     if tokio::time::timeout(grace, futures_join_all(workers))
         .await

@@ -11,11 +11,14 @@ use super::extract::ApiQuery;
 use super::findings::{after_finding, finding_cursor, FindingView};
 use super::pagination::{Page, PageQuery};
 use crate::auth::TenantContext;
+use crate::cache::http::respond;
 use crate::state::AppState;
 use crate::store::finding_queries::{self, ControlFilter};
 use crate::store::{frameworks, posture as posture_store, TenantTx};
 use crate::summary::refresh;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use posture_domain::compliance::{
@@ -147,7 +150,7 @@ async fn stored_view(
     let stored = match read().await? {
         Some(stored) => stored,
         None => {
-            refresh::refresh(&state.store, tenant_id, None).await?;
+            refresh::refresh(&state.store, tenant_id, None, Some(&state.views)).await?;
             read().await?.ok_or_else(|| {
                 ApiError::Internal(anyhow::anyhow!(
                     "compliance view missing right after it was stored"
@@ -161,16 +164,47 @@ async fn stored_view(
     Ok((stored.0, result))
 }
 
-/// Compliance per framework: controls passed, failed and not assessed, and the %.
+/// Compliance per framework: controls passed, failed and not assessed, and the
+/// %. Cached like `/v1/posture` (`ETag`, `If-None-Match`).
 #[utoipa::path(get, path = "/v1/compliance", tag = "compliance", security(("api_key" = [])),
-    responses((status = 200, description = "Every framework's status", body = ComplianceOverview)))]
+    responses(
+        (status = 200, description = "Every framework's status", body = ComplianceOverview),
+        (status = 304, description = "Not modified (`If-None-Match` named the current `ETag`)"),
+    ))]
 pub async fn overview(
     State(state): State<AppState>,
     context: TenantContext,
-) -> Result<Json<ComplianceOverview>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     context.require(Scope::Read)?;
-    let (computed_at, result) = stored_view(&state, context.tenant_id).await?;
-    Ok(Json(ComplianceOverview {
+    let tenant_id = context.tenant_id;
+    let loader_state = state.clone();
+    let view = state
+        .views
+        .get_or_load(tenant_id, "compliance", move || {
+            let state = loader_state.clone();
+            async move {
+                let overview = build_overview(&state, tenant_id).await?;
+                serde_json::to_vec(&overview).map_err(|error| {
+                    ApiError::Internal(anyhow::Error::new(error).context("serializing compliance"))
+                })
+            }
+        })
+        .await
+        .map_err(|error| error.duplicate())?;
+    Ok(respond(
+        &headers,
+        &view,
+        state.config.http_cache_max_age_secs,
+    ))
+}
+
+async fn build_overview(
+    state: &AppState,
+    tenant_id: TenantId,
+) -> Result<ComplianceOverview, ApiError> {
+    let (computed_at, result) = stored_view(state, tenant_id).await?;
+    Ok(ComplianceOverview {
         computed_at,
         compliance_percent: result.builtin_percent(),
         unmapped_findings: result.unmapped_findings,
@@ -179,7 +213,7 @@ pub async fn overview(
             .iter()
             .map(FrameworkSummary::from)
             .collect(),
-    }))
+    })
 }
 
 /// A framework as this tenant sees it: built in, or one of its own (`cfw_…`);

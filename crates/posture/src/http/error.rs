@@ -195,6 +195,19 @@ impl ApiError {
         ApiError::Validation(vec![FieldError::at(pointer, detail)])
     }
 
+    /// The same error for another request (a cached load's error shared by the
+    /// requests that waited on it). Internal details stay in the log of the first.
+    pub fn duplicate(&self) -> ApiError {
+        match self {
+            ApiError::NotFound => ApiError::NotFound,
+            ApiError::Unavailable(reason) => ApiError::Unavailable(reason.clone()),
+            ApiError::Timeout => ApiError::Timeout,
+            ApiError::Forbidden(detail) => ApiError::Forbidden(detail.clone()),
+            ApiError::Conflict(detail) => ApiError::Conflict(detail.clone()),
+            other => ApiError::Internal(anyhow::anyhow!("shared failure: {other}")),
+        }
+    }
+
     /// A validation error about one query parameter.
     pub fn invalid_parameter(name: &str, detail: impl Into<String>) -> Self {
         ApiError::Validation(vec![FieldError::parameter(name, detail)])

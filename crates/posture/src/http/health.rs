@@ -30,6 +30,28 @@ pub struct Ready {
     pub database: DatabaseCheck,
     /// Connection pool occupancy.
     pub pool: PoolStats,
+    /// Redis: never required for readiness (requests fall back to PostgreSQL).
+    pub redis: RedisCheck,
+}
+
+/// Redis as this instance sees it.
+#[derive(Serialize, ToSchema)]
+pub struct RedisCheck {
+    /// `disabled` (no URL configured) or `enabled`.
+    pub status: &'static str,
+    /// The circuit breaker: `closed`, `open`, `half_open`, `forced_open` or `forced_closed`.
+    pub breaker: &'static str,
+}
+
+fn redis_check(state: &AppState) -> RedisCheck {
+    RedisCheck {
+        status: if state.redis.is_enabled() {
+            "enabled"
+        } else {
+            "disabled"
+        },
+        breaker: state.redis.breaker_state().as_str(),
+    }
 }
 
 /// Result of pinging the database.
@@ -66,6 +88,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
                 latency_ms: Some(latency.as_secs_f64() * 1e3),
             },
             pool,
+            redis: redis_check(&state),
         })
         .into_response(),
         // Every connection busy is load, not an outage: stay in rotation.
@@ -77,6 +100,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
                     latency_ms: None,
                 },
                 pool,
+                redis: redis_check(&state),
             })
             .into_response()
         }
@@ -92,6 +116,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             let checks = serde_json::json!({
                 "database": DatabaseCheck { status: "down", latency_ms: None },
                 "pool": pool,
+                "redis": redis_check(&state),
             });
             problem.extensions = checks.as_object().cloned();
             problem.into_response_with(StatusCode::SERVICE_UNAVAILABLE)
@@ -108,6 +133,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(state.store.pool_stats()),
+        {
+            let mut text = state.metrics.render(state.store.pool_stats());
+            crate::cache::metrics::render(&mut text, &state.redis, &state.views);
+            text
+        },
     )
 }

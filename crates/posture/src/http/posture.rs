@@ -4,11 +4,14 @@
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use crate::auth::TenantContext;
+use crate::cache::http::respond;
 use crate::state::AppState;
 use crate::store::posture::{self as posture_store, Snapshot, StoredPosture};
 use crate::summary::refresh;
 use crate::summary::PostureSummary;
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use posture_domain::{Scope, TenantId};
@@ -47,15 +50,45 @@ pub struct Change {
 }
 
 /// The organization's posture: score with its working, counts, SLA breaches,
-/// MTTR, compliance %, and how they moved.
+/// MTTR, compliance %, and how they moved. Cached (L1 → Redis → PostgreSQL);
+/// `ETag` and `If-None-Match` work as usual.
 #[utoipa::path(get, path = "/v1/posture", tag = "posture", security(("api_key" = [])),
-    responses((status = 200, description = "Posture", body = Posture)))]
+    responses(
+        (status = 200, description = "Posture", body = Posture),
+        (status = 304, description = "Not modified (`If-None-Match` named the current `ETag`)"),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     context: TenantContext,
-) -> Result<Json<Posture>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     context.require(Scope::Read)?;
-    let stored = load_or_compute(&state, context.tenant_id).await?;
+    let tenant_id = context.tenant_id;
+    let loader_state = state.clone();
+    let view = state
+        .views
+        .get_or_load(tenant_id, "posture", move || {
+            let state = loader_state.clone();
+            async move {
+                let posture = build(&state, tenant_id).await?;
+                serde_json::to_vec(&posture).map_err(|error| {
+                    ApiError::Internal(anyhow::Error::new(error).context("serializing posture"))
+                })
+            }
+        })
+        .await
+        .map_err(|error| error.duplicate())?;
+    Ok(respond(
+        &headers,
+        &view,
+        state.config.http_cache_max_age_secs,
+    ))
+}
+
+/// The posture view from the database: the stored summary and the snapshots it
+/// is compared with.
+async fn build(state: &AppState, tenant_id: TenantId) -> Result<Posture, ApiError> {
+    let stored = load_or_compute(state, tenant_id).await?;
     let summary: PostureSummary = serde_json::from_value(stored.posture)
         .map_err(|error| ApiError::Internal(anyhow::Error::new(error).context("stored posture")))?;
     let open_now: i64 = summary.open_by_severity.values().sum();
@@ -71,12 +104,12 @@ pub async fn get(
             .zip(snapshot.compliance_percent)
             .map(|(now, then)| ((now - then) * 10.0).round() / 10.0),
     };
-    Ok(Json(Posture {
+    Ok(Posture {
         change_since_yesterday: stored.yesterday.as_ref().map(change),
         change_since_30_days: stored.month_ago.as_ref().map(change),
         computed_at: stored.computed_at,
         summary,
-    }))
+    })
 }
 
 /// The stored summary; a tenant that has none yet (new, or from before
@@ -90,7 +123,7 @@ async fn load_or_compute(state: &AppState, tenant_id: TenantId) -> Result<Stored
     if let Some(stored) = read().await? {
         return Ok(stored);
     }
-    refresh::refresh(&state.store, tenant_id, None).await?;
+    refresh::refresh(&state.store, tenant_id, None, Some(&state.views)).await?;
     read().await?.ok_or_else(|| {
         ApiError::Internal(anyhow::anyhow!(
             "posture summary missing right after it was stored"

@@ -19,6 +19,9 @@ pub struct ScanProcessor {
     pub max_report_bytes: usize,
     /// `statement_timeout` of the transaction that applies a scan.
     pub apply_statement_timeout: std::time::Duration,
+    /// Cached views to invalidate when a posture refresh stores a new summary
+    /// (`None` where nothing caches, e.g. the ingestion benchmark).
+    pub views: Option<std::sync::Arc<crate::cache::views::ViewCache>>,
 }
 
 /// How a processed job ended.

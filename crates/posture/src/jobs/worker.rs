@@ -6,6 +6,7 @@
 //! panic is contained and recorded as a failed attempt, not a dead worker.
 
 use super::queue::{self, ClaimedJob, FailureOutcome};
+use crate::cache::views::ViewCache;
 use crate::ingest::process::ScanProcessor;
 use crate::store::{scans, Store};
 use crate::summary::refresh::{self, Refreshed};
@@ -47,6 +48,7 @@ pub struct WorkerSettings {
 pub fn spawn_workers(
     store: Store,
     settings: WorkerSettings,
+    views: Option<Arc<ViewCache>>,
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     if settings.count == 0 {
@@ -68,6 +70,7 @@ pub fn spawn_workers(
             worker_id: format!("worker-{instance}-{number}"),
             max_report_bytes: settings.max_report_bytes,
             apply_statement_timeout: settings.apply_statement_timeout,
+            views: views.clone(),
         };
         handles.push(tokio::spawn(work(
             processor,
@@ -115,7 +118,9 @@ const RISK_EXPIRY_BATCH: i32 = 1_000;
 /// (the daily snapshot job). Runs in every worker process; `SKIP LOCKED` in the
 /// function keeps concurrent rounds from colliding.
 async fn maintain(store: Store, interval: Duration, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(interval);
+    // The first round runs one interval after start, not at once: upkeep is
+    // periodic work, and tests that set a long interval get none.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -274,6 +279,7 @@ async fn dispatch(processor: &ScanProcessor, job: &ClaimedJob) -> anyhow::Result
             &processor.store,
             job.tenant_id,
             Some((job, processor.worker_id.as_str())),
+            processor.views.as_deref(),
         )
         .await
         .map(Finished::Refresh),

@@ -11,6 +11,7 @@
 //!    completion commits in that same transaction.
 
 use super::{CostlyFinding, FactorView, PostureSummary, Remediation, MTTR_WINDOW_DAYS};
+use crate::cache::views::ViewCache;
 use crate::jobs::queue::{self, ClaimedJob};
 use crate::store::posture::{self as posture_store, LiveFinding, Snapshot, SummaryRecord};
 use crate::store::{frameworks, Store};
@@ -42,12 +43,15 @@ pub enum Refreshed {
 }
 
 /// Recomputes and stores the tenant's summary. With `job`, the job completes (is
-/// deleted) in the storing transaction, and only while `worker` holds it.
+/// deleted) in the storing transaction, and only while `worker` holds it. Once
+/// a new summary is committed, the tenant's cached views are invalidated in
+/// `views` (every instance sees it within a second).
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id))]
 pub async fn refresh(
     store: &Store,
     tenant_id: TenantId,
     job: Option<(&ClaimedJob, &str)>,
+    views: Option<&ViewCache>,
 ) -> anyhow::Result<Refreshed> {
     // 1. Read.
     let mut tx = store.begin_tenant_snapshot(tenant_id).await?;
@@ -163,6 +167,9 @@ pub async fn refresh(
         }
     }
     tx.commit().await?;
+    if let (true, Some(views)) = (stored, views) {
+        views.invalidate_tenant(tenant_id).await;
+    }
     tracing::debug!(score = summary.score, stored, "posture refreshed");
     Ok(if stored {
         Refreshed::Stored

@@ -112,6 +112,7 @@ async fn a_crashed_workers_job_is_finished_by_another_without_duplicates() {
         worker_id: worker.to_owned(),
         max_report_bytes: 1 << 20,
         apply_statement_timeout: Duration::from_secs(60),
+        views: None,
     };
     assert_eq!(
         processor("worker-b").process(&retaken).await.unwrap(),
@@ -287,6 +288,7 @@ async fn a_worker_killed_mid_apply_leaves_a_job_another_worker_finishes_once() {
         worker_id: worker.to_owned(),
         max_report_bytes: 1 << 20,
         apply_statement_timeout: Duration::from_secs(60),
+        views: None,
     };
 
     // Hold the asset row so worker A's apply blocks inside its transaction (its

@@ -279,6 +279,9 @@ async fn changes_compare_with_yesterday_and_thirty_days_ago() {
     // Older ones are not the latest before either cut-off.
     insert_snapshot(&app, &tenant, 2, 10, 99, Some(1.0)).await;
     insert_snapshot(&app, &tenant, 45, 10, 99, Some(1.0)).await;
+    // Rows written behind the API's back do not invalidate the cached view; a
+    // refresh (which stores a new summary) does.
+    refresh_via_settings(&app, &tenant, 22).await;
 
     let posture = posture_of(&app, key).await;
     let round = |value: f64| (value * 10.0).round() / 10.0;
@@ -711,4 +714,319 @@ async fn an_expired_risk_acceptance_reopens_the_finding_and_refreshes_the_postur
         0
     );
     assert_eq!(refresh_jobs(&app, tenant.id, "queued").await, 0);
+}
+
+// Regression tests for three races: around the background refresh (the
+// server's own workers run the jobs; the test decides when a job comes due and
+// wakes them) and around the custom-framework cap.
+
+use crate::support::test_config;
+use posture::jobs::queue::{self, queue_posture_refresh};
+use posture::store::{PoolSettings, Store};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// A pool as the application role (row-level security applies), as the
+/// server's handlers and workers use.
+fn app_store(app: &TestApp) -> Store {
+    Store::connect_lazy(
+        &app.database.app_url(),
+        &PoolSettings::for_command(&test_config(&app.database)),
+    )
+    .unwrap()
+}
+
+/// Wakes the server's idle workers, as a committed change does.
+async fn wake_workers(app: &TestApp) {
+    sqlx::query("SELECT pg_notify('posture_jobs', '')")
+        .execute(app.owner.pool())
+        .await
+        .unwrap();
+}
+
+/// The posture refresh job `id`, if it exists: (status, attempts, last_error,
+/// whether run_at is in the future).
+async fn refresh_job(app: &TestApp, id: Uuid) -> Option<(String, i32, Option<String>, bool)> {
+    sqlx::query_as(
+        "SELECT status, attempts, last_error, run_at > now() FROM jobs
+         WHERE id = $1 AND kind = 'refresh_posture'",
+    )
+    .bind(id)
+    .fetch_optional(app.owner.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_change_made_while_a_refresh_is_queued_reaches_the_view() {
+    // Workers poll often; no periodic upkeep queues refreshes of its own.
+    let app = TestApp::spawn_with(|config| {
+        config.job_poll_interval_ms = 50;
+        config.maintenance_interval_secs = 3_600;
+    })
+    .await;
+    let tenant = app.create_tenant(Tier::Premium).await;
+    let key = &tenant.admin_key;
+    let store = app_store(&app);
+    scan(&app, &tenant, &[("sqli", "error", 1)]).await;
+    let before = posture_of(&app, key).await;
+    assert_eq!(before["by_status"], json!({"open": 1}), "{before}");
+
+    // A refresh already waits, queued by an earlier change; it comes due in a
+    // moment. (Once the change below locks it, the test could not move its
+    // run_at: that update would wait for the lock.)
+    let waiting: Uuid = sqlx::query_scalar(
+        "INSERT INTO jobs (tenant_id, id, kind, max_attempts, run_at)
+         VALUES ($1, gen_random_uuid(), 'refresh_posture', 3, now() + interval '2 seconds')
+         RETURNING id",
+    )
+    .bind(tenant.id.as_uuid())
+    .fetch_one(app.owner.pool())
+    .await
+    .unwrap();
+
+    // A change, as a handler makes it: the finding triaged and, in the same
+    // transaction, a refresh queued — the waiting one covers it.
+    let mut tx = store.begin_tenant(tenant.id).await.unwrap();
+    let triaged = sqlx::query(
+        "UPDATE findings SET status = 'false_positive', status_reason = 'test fixture'
+         WHERE tenant_id = $1",
+    )
+    .bind(tenant.id.as_uuid())
+    .execute(tx.conn())
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(triaged, 1);
+    queue_posture_refresh(&mut tx).await.unwrap();
+    let (status, _, _, not_yet_due) = refresh_job(&app, waiting).await.unwrap();
+    assert_eq!(status, "queued");
+    assert!(
+        not_yet_due,
+        "the change was made before the waiting refresh came due"
+    );
+    assert_eq!(refresh_jobs(&app, tenant.id, "queued").await, 1);
+
+    // The refresh comes due while the change is uncommitted, and the workers
+    // are woken. Neither they nor another claim may take it: run now, it would
+    // read the data without the change and then be gone, and no refresh would
+    // ever show the change.
+    let due_in: f64 = sqlx::query_scalar(
+        "SELECT greatest(extract(epoch FROM run_at - now()), 0)::float8 FROM jobs WHERE id = $1",
+    )
+    .bind(waiting)
+    .fetch_one(app.owner.pool())
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs_f64(due_in) + Duration::from_millis(50)).await;
+    wake_workers(&app).await;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        let claimed = queue::claim(&store, "worker-t", 1, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(
+            claimed.is_empty(),
+            "the refresh covering an uncommitted change was claimed: {claimed:?}"
+        );
+        let status = refresh_job(&app, waiting).await.map(|job| job.0);
+        assert_eq!(
+            status.as_deref(),
+            Some("queued"),
+            "a worker took the refresh covering an uncommitted change"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Once the change commits, the refresh runs and shows it.
+    tx.commit().await.unwrap();
+    app.wait_for_posture(tenant.id).await;
+    let after = posture_of(&app, key).await;
+    assert_eq!(
+        after["by_status"],
+        json!({"false_positive": 1}),
+        "the committed change reached the view: {after}"
+    );
+    assert_eq!(after["score"], 100, "{after}");
+}
+
+#[tokio::test]
+async fn concurrent_creates_never_exceed_the_custom_framework_cap() {
+    // Connections enough, open beforehand, for the creates to run at once.
+    let app = TestApp::spawn_with(|config| {
+        config.db_pool_min = 16;
+        config.db_pool_max = 16;
+    })
+    .await;
+    let definition =
+        |name: &str| json!({"name": name, "controls": [{"id": "A", "title": "t", "cwes": [89]}]});
+    // Several tenants, each racing at the cap: one lucky interleaving must not hide a race.
+    for round in 0..5 {
+        let tenant = app.create_tenant(Tier::Premium).await;
+        let key = &tenant.admin_key;
+        for number in 1..=19 {
+            let response = app
+                .post_json(
+                    "/v1/frameworks",
+                    key,
+                    &definition(&format!("Framework {number}")),
+                )
+                .await;
+            assert_eq!(response.status(), 201, "framework {number}");
+        }
+
+        // Warm up: eight concurrent reads leave eight open HTTP connections
+        // (and database connections in use), so the creates start together.
+        let mut warming = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let request = app
+                .client
+                .get(format!("{}/v1/frameworks", app.address))
+                .bearer_auth(key);
+            warming.spawn(async move { request.send().await.unwrap().status() });
+        }
+        while let Some(status) = warming.join_next().await {
+            assert_eq!(status.unwrap(), 200);
+        }
+
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+        let mut racing = tokio::task::JoinSet::new();
+        for number in 0..8 {
+            let request = app
+                .client
+                .post(format!("{}/v1/frameworks", app.address))
+                .bearer_auth(key)
+                .json(&definition(&format!("Racer {number}")));
+            let start = start.clone();
+            racing.spawn(async move {
+                start.wait().await;
+                request.send().await.unwrap()
+            });
+        }
+        let (mut created, mut refused) = (0, 0);
+        while let Some(response) = racing.join_next().await {
+            let response = response.unwrap();
+            match response.status().as_u16() {
+                201 => created += 1,
+                409 => {
+                    let problem = assert_problem(response, 409).await;
+                    assert!(
+                        problem["detail"].as_str().unwrap().contains("at most 20"),
+                        "refused for the cap, not the name: {problem}"
+                    );
+                    refused += 1;
+                }
+                status => panic!("unexpected {status}: {}", response.text().await.unwrap()),
+            }
+        }
+        assert_eq!((created, refused), (1, 7), "round {round}");
+        let stored: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM custom_frameworks WHERE tenant_id = $1")
+                .bind(tenant.id.as_uuid())
+                .fetch_one(app.owner.pool())
+                .await
+                .unwrap();
+        assert_eq!(stored, 20, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_refresh_covered_by_a_queued_one_is_dropped_not_left_running() {
+    // Workers poll often; no periodic upkeep queues refreshes of its own.
+    let app = TestApp::spawn_with(|config| {
+        config.job_poll_interval_ms = 50;
+        config.maintenance_interval_secs = 3_600;
+    })
+    .await;
+    let tenant = app.create_tenant(Tier::Premium).await;
+    // A first view (computed on this first read), so no upkeep round finds the
+    // tenant due (the first round runs as the server starts); then no refresh is pending.
+    posture_of(&app, &tenant.admin_key).await;
+    app.wait_for_posture(tenant.id).await;
+    let (computed_at, _, _) = stored_summary(&app, tenant.id).await;
+
+    // A stored framework the refresh cannot read (a control without a title,
+    // which the API would refuse) fails every refresh of the tenant alike.
+    sqlx::query(
+        r#"INSERT INTO custom_frameworks (tenant_id, id, name, controls)
+           VALUES ($1, gen_random_uuid(), 'Unreadable', '[{"id": "x"}]')"#,
+    )
+    .bind(tenant.id.as_uuid())
+    .execute(app.owner.pool())
+    .await
+    .unwrap();
+    // Together: a refresh queued an hour ahead, and one whose worker died on
+    // its first attempt (its lease has expired, so a worker takes it over).
+    let (queued, orphan): (Uuid, Uuid) = sqlx::query_as(
+        "WITH queued AS (
+             INSERT INTO jobs (tenant_id, id, kind, max_attempts, run_at)
+             VALUES ($1, gen_random_uuid(), 'refresh_posture', 3, now() + interval '1 hour')
+             RETURNING id
+         ), orphan AS (
+             INSERT INTO jobs (tenant_id, id, kind, max_attempts, status, attempts, locked_by,
+                               locked_until)
+             VALUES ($1, gen_random_uuid(), 'refresh_posture', 3, 'running', 1, 'dead-worker',
+                     now() - interval '1 second')
+             RETURNING id
+         )
+         SELECT queued.id, orphan.id FROM queued, orphan",
+    )
+    .bind(tenant.id.as_uuid())
+    .fetch_one(app.owner.pool())
+    .await
+    .unwrap();
+    wake_workers(&app).await;
+
+    // A worker takes the orphan over and its refresh fails. The failure is
+    // recorded at once: the queued refresh covers the failed one's work, so the
+    // failed one is gone — not re-queued beside it (the one-queued-refresh
+    // index refuses that), nor left running until its new lease runs out.
+    let started = Instant::now();
+    loop {
+        let orphan_job = refresh_job(&app, orphan).await;
+        if orphan_job.is_none() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the failed refresh was not dropped: {orphan_job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        refresh_job(&app, queued).await,
+        Some(("queued".to_owned(), 0, None, true)),
+        "the queued one is untouched"
+    );
+    assert_eq!(
+        stored_summary(&app, tenant.id).await.0,
+        computed_at,
+        "the refresh failed: the view is as it was"
+    );
+
+    // With no refresh queued beside it, a failed one is retried as usual.
+    sqlx::query("UPDATE jobs SET run_at = now() WHERE id = $1")
+        .bind(queued)
+        .execute(app.owner.pool())
+        .await
+        .unwrap();
+    wake_workers(&app).await;
+    let started = Instant::now();
+    let retried = loop {
+        let job = refresh_job(&app, queued).await.expect("kept for its retry");
+        if job.2.is_some() {
+            break job;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the failure was not recorded: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (status, attempts, _, later) = &retried;
+    assert_eq!(
+        (status.as_str(), *attempts, *later),
+        ("queued", 1, true),
+        "{retried:?}"
+    );
 }

@@ -1,0 +1,200 @@
+//! Redis, as an accelerator that may fail: every command goes through the
+//! circuit breaker and carries a timeout, and no error ever reaches a request —
+//! callers treat any [`RedisError`] as a cache miss and go to PostgreSQL.
+//!
+//! One multiplexed [`ConnectionManager`] serves the process; it reconnects by
+//! itself after a failure. It is created lazily, so the server starts (and is
+//! ready) with Redis down. A health loop PINGs on an interval through the
+//! breaker, so a dead Redis is noticed without traffic and a recovered one is
+//! probed while the breaker is half-open.
+
+use super::breaker::{BreakerSettings, BreakerState, CircuitBreaker, Outcome};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How to reach Redis and how patient to be with it.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://…`; `None` runs without Redis (every call is bypassed).
+    pub url: Option<String>,
+    /// Longest wait for a connection to be established.
+    pub connect_timeout: Duration,
+    /// Longest wait for one command's reply.
+    pub command_timeout: Duration,
+    /// How often the health loop PINGs.
+    pub health_interval: Duration,
+    pub breaker: BreakerSettings,
+}
+
+/// Why a Redis call gave no answer. Callers fall back to PostgreSQL on any of them.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("redis is not configured")]
+    Disabled,
+    #[error("redis circuit breaker is open")]
+    Bypassed,
+    #[error("redis command timed out")]
+    Timeout,
+    #[error("redis: {0}")]
+    Command(#[from] redis::RedisError),
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RedisMetrics {
+    /// Commands sent (the breaker admitted them).
+    pub calls: AtomicU64,
+    /// Commands that failed or timed out.
+    pub failures: AtomicU64,
+    /// Calls not made because the breaker was open.
+    pub bypassed: AtomicU64,
+    /// Summed latency of sent commands, microseconds.
+    pub latency_micros: AtomicU64,
+}
+
+struct Inner {
+    manager: Option<ConnectionManager>,
+    breaker: CircuitBreaker,
+    command_timeout: Duration,
+    health_interval: Duration,
+    metrics: RedisMetrics,
+}
+
+/// The process's Redis handle; cheap to clone.
+#[derive(Clone)]
+pub struct Redis {
+    inner: Arc<Inner>,
+}
+
+impl Redis {
+    /// Builds the handle without connecting (the first command connects).
+    pub fn new(settings: &RedisSettings) -> anyhow::Result<Redis> {
+        let manager = match &settings.url {
+            None => None,
+            Some(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(settings.connect_timeout))
+                    .set_response_timeout(Some(settings.command_timeout))
+                    // Reconnection is retried briefly per attempt; the breaker
+                    // and the health loop pace the attempts beyond that.
+                    .set_number_of_retries(1)
+                    .set_max_delay(settings.command_timeout);
+                Some(ConnectionManager::new_lazy_with_config(client, config)?)
+            }
+        };
+        Ok(Redis {
+            inner: Arc::new(Inner {
+                manager,
+                breaker: CircuitBreaker::new(settings.breaker.clone()),
+                command_timeout: settings.command_timeout,
+                health_interval: settings.health_interval,
+                metrics: RedisMetrics::default(),
+            }),
+        })
+    }
+
+    /// A handle that never calls Redis.
+    pub fn disabled() -> Redis {
+        Redis::new(&RedisSettings {
+            url: None,
+            connect_timeout: Duration::from_millis(50),
+            command_timeout: Duration::from_millis(50),
+            health_interval: Duration::from_secs(1),
+            breaker: BreakerSettings::default(),
+        })
+        .expect("a handle without a URL cannot fail")
+    }
+
+    /// Whether a Redis URL is configured.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.manager.is_some()
+    }
+
+    /// The breaker's state now.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.inner.breaker.state(Instant::now())
+    }
+
+    /// Breaker transitions since start.
+    pub fn breaker_transitions(&self) -> u64 {
+        self.inner.breaker.transitions()
+    }
+
+    /// Forces the breaker open or closed (maintenance), or releases it (`None`).
+    pub fn force_breaker(&self, forced: Option<bool>) {
+        self.inner.breaker.force(forced);
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &RedisMetrics {
+        &self.inner.metrics
+    }
+
+    /// Runs one command through the breaker, with the command timeout.
+    pub async fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, RedisError> {
+        let Some(manager) = &self.inner.manager else {
+            return Err(RedisError::Disabled);
+        };
+        let Some(permit) = self.inner.breaker.try_acquire(Instant::now()) else {
+            self.inner.metrics.bypassed.fetch_add(1, Ordering::Relaxed);
+            return Err(RedisError::Bypassed);
+        };
+        let metrics = &self.inner.metrics;
+        metrics.calls.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut connection = manager.clone();
+        let result = match tokio::time::timeout(
+            self.inner.command_timeout,
+            command.query_async::<T>(&mut connection),
+        )
+        .await
+        {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(RedisError::Command(error)),
+            Err(_) => Err(RedisError::Timeout),
+        };
+        let elapsed = started.elapsed();
+        metrics.latency_micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let outcome = if result.is_ok() {
+            Outcome::Success
+        } else {
+            metrics.failures.fetch_add(1, Ordering::Relaxed);
+            Outcome::Failure
+        };
+        self.inner
+            .breaker
+            .record(permit, outcome, elapsed, Instant::now());
+        result
+    }
+
+    /// Starts the health loop: a PING every `health_interval` until `shutdown`.
+    pub fn spawn_health_check(&self, shutdown: CancellationToken) -> Option<JoinHandle<()>> {
+        if !self.is_enabled() {
+            return None;
+        }
+        let redis = self.clone();
+        Some(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(redis.inner.health_interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = ticks.tick() => {}
+                }
+                match redis.query::<String>(&redis::cmd("PING")).await {
+                    Ok(_) | Err(RedisError::Bypassed) => {}
+                    Err(error) => tracing::debug!(%error, "redis health check failed"),
+                }
+            }
+        }))
+    }
+}

@@ -1,0 +1,337 @@
+//! Cached tenant views (the bodies of `GET /v1/posture`, `/v1/compliance`, …):
+//! L1 in this process → L2 Redis → PostgreSQL, filling the layers on the way back.
+//!
+//! **Keys carry a version**, `e<epoch>g<generation>`: the tenant's generation
+//! counter (`{t:<tenant>}:gen`, one INCR invalidates every view of the tenant,
+//! no KEYS or SCAN) and a global epoch (`posture:epoch`). Each process trusts a
+//! version it read for at most `version_ttl` (1 s), so a change is visible
+//! everywhere within a second while Redis is up. While Redis is unreachable the
+//! last known version is kept, and L1 entries live out their own TTL.
+//!
+//! A generation bump that cannot reach Redis leaves L2 entries of the old
+//! version behind; so the process remembers it failed, and once Redis answers
+//! again it bumps the epoch, abandoning every L2 entry written before.
+//!
+//! **Single flight**: concurrent misses for one key run one load (moka's
+//! `try_get_with`). **Early refresh** (XFetch): a hit on an entry close to its
+//! expiry reloads it in the background with a probability that grows as expiry
+//! nears and with the cost of the load, so a hot key is refreshed before it
+//! expires instead of sending a burst of misses to PostgreSQL.
+
+use super::redis::Redis;
+use posture_domain::TenantId;
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The global epoch key: bumped to abandon every L2 entry at once.
+const EPOCH_KEY: &str = "posture:epoch";
+/// XFetch's β: above 1 favours earlier refreshes.
+const XFETCH_BETA: f64 = 1.0;
+
+/// How the view cache behaves.
+#[derive(Debug, Clone)]
+pub struct ViewCacheSettings {
+    /// Use the in-process layer (off: every read goes to Redis, for benchmarks).
+    pub l1_enabled: bool,
+    /// How long an L1 entry lives.
+    pub l1_ttl: Duration,
+    /// Most L1 entries.
+    pub l1_capacity: u64,
+    /// How long an L2 entry lives.
+    pub l2_ttl: Duration,
+    /// How long a tenant's version read from Redis is trusted.
+    pub version_ttl: Duration,
+}
+
+/// A cached response body with its strong ETag.
+#[derive(Debug)]
+pub struct CachedView {
+    pub body: Vec<u8>,
+    /// `"<hex>"`: a hash of the body, so equal bodies have equal tags whatever
+    /// their version (and a reset counter cannot make a stale tag match).
+    pub etag: String,
+    /// When this process got it, and how long the load that produced it took.
+    fetched: Instant,
+    load_cost: Duration,
+}
+
+impl CachedView {
+    fn new(body: Vec<u8>, load_cost: Duration) -> Self {
+        let digest = Sha256::digest(&body);
+        let etag = format!(
+            "\"{}\"",
+            digest[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        CachedView {
+            body,
+            etag,
+            fetched: Instant::now(),
+            load_cost,
+        }
+    }
+}
+
+/// Hit and miss counters per layer, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ViewCacheMetrics {
+    pub l1_hits: AtomicU64,
+    pub l1_misses: AtomicU64,
+    pub l2_hits: AtomicU64,
+    pub l2_misses: AtomicU64,
+    /// Loads from PostgreSQL.
+    pub loads: AtomicU64,
+    /// Background early refreshes started.
+    pub early_refreshes: AtomicU64,
+}
+
+/// The view cache of this process.
+pub struct ViewCache {
+    settings: ViewCacheSettings,
+    redis: Redis,
+    l1: moka::future::Cache<String, Arc<CachedView>>,
+    /// Tenant → (version, when read), trusted for `version_ttl`.
+    versions: moka::sync::Cache<TenantId, (Arc<str>, Instant)>,
+    /// Keys being refreshed early, so one hot key gets one refresh.
+    refreshing: moka::sync::Cache<String, ()>,
+    /// A generation bump failed: bump the epoch once Redis answers.
+    epoch_bump_owed: AtomicBool,
+    metrics: ViewCacheMetrics,
+}
+
+/// Why a view could not be produced: the loader's own error.
+pub type LoadError = Arc<crate::http::error::ApiError>;
+
+impl ViewCache {
+    /// An empty cache over `redis`.
+    pub fn new(settings: ViewCacheSettings, redis: Redis) -> Self {
+        ViewCache {
+            l1: moka::future::Cache::builder()
+                .max_capacity(settings.l1_capacity)
+                .time_to_live(settings.l1_ttl)
+                // Lets `invalidate_tenant` drop a tenant's entries by key prefix.
+                .support_invalidation_closures()
+                .build(),
+            versions: moka::sync::Cache::builder()
+                .max_capacity(settings.l1_capacity)
+                .time_to_live(Duration::from_secs(600))
+                .build(),
+            refreshing: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+            settings,
+            redis,
+            epoch_bump_owed: AtomicBool::new(false),
+            metrics: ViewCacheMetrics::default(),
+        }
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &ViewCacheMetrics {
+        &self.metrics
+    }
+
+    /// The tenant's current version: trusted for `version_ttl`, then read from
+    /// Redis (epoch and generation in one MGET). Without Redis, the last known
+    /// version (or `local` for a tenant never seen).
+    async fn version(&self, tenant: TenantId) -> Arc<str> {
+        let known = self.versions.get(&tenant);
+        if let Some((version, read_at)) = &known {
+            if read_at.elapsed() < self.settings.version_ttl {
+                return version.clone();
+            }
+        }
+        let mut command = redis::cmd("MGET");
+        command.arg(EPOCH_KEY).arg(generation_key(tenant));
+        match self
+            .redis
+            .query::<(Option<u64>, Option<u64>)>(&command)
+            .await
+        {
+            Ok((epoch, generation)) => {
+                self.pay_epoch_debt().await;
+                let version: Arc<str> =
+                    format!("e{}g{}", epoch.unwrap_or(0), generation.unwrap_or(0)).into();
+                self.versions
+                    .insert(tenant, (version.clone(), Instant::now()));
+                version
+            }
+            // Keep serving what we know; L1 entries expire by their TTL.
+            Err(_) => known.map_or_else(|| Arc::from("local"), |(version, _)| version),
+        }
+    }
+
+    /// Marks every cached view of the tenant stale: one INCR. In this process
+    /// the change is visible at once; elsewhere within `version_ttl`.
+    pub async fn invalidate_tenant(&self, tenant: TenantId) {
+        self.versions.invalidate(&tenant);
+        let mut command = redis::cmd("INCR");
+        command.arg(generation_key(tenant));
+        if self.redis.query::<u64>(&command).await.is_err() && self.redis.is_enabled() {
+            // L2 may hold this tenant's views under the old version: abandon
+            // all of L2 once Redis is back.
+            self.epoch_bump_owed.store(true, Ordering::Relaxed);
+        }
+        // L1 entries of the old version are unreachable now (their keys hold it),
+        // but drop them so they do not outlive the change in memory.
+        let prefix = format!("{tenant}:");
+        let _ = self
+            .l1
+            .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
+    }
+
+    async fn pay_epoch_debt(&self) {
+        if self.epoch_bump_owed.swap(false, Ordering::Relaxed) {
+            let mut command = redis::cmd("INCR");
+            command.arg(EPOCH_KEY);
+            if self.redis.query::<u64>(&command).await.is_err() {
+                self.epoch_bump_owed.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The view `name` of `tenant`: from L1, else L2, else `load` (once for
+    /// concurrent callers), filling the layers on the way back.
+    pub async fn get_or_load<F, Fut>(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        name: &str,
+        load: F,
+    ) -> Result<Arc<CachedView>, LoadError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<u8>, crate::http::error::ApiError>> + Send + 'static,
+    {
+        let version = self.version(tenant).await;
+        let key = format!("{tenant}:{name}:{version}");
+        let load = Arc::new(load);
+        if !self.settings.l1_enabled {
+            return self.l2_or_load(&key, tenant, load.as_ref()).await;
+        }
+        if let Some(view) = self.l1.get(&key).await {
+            self.metrics.l1_hits.fetch_add(1, Ordering::Relaxed);
+            self.maybe_refresh_early(&key, tenant, &view, load);
+            return Ok(view);
+        }
+        self.metrics.l1_misses.fetch_add(1, Ordering::Relaxed);
+        let cache = self.clone();
+        let loader = load.clone();
+        let fill_key = key.clone();
+        self.l1
+            .try_get_with(key, async move {
+                cache.l2_or_load(&fill_key, tenant, loader.as_ref()).await
+            })
+            .await
+            .map_err(|error: Arc<LoadError>| (*error).clone())
+    }
+
+    async fn l2_or_load<F, Fut>(
+        &self,
+        key: &str,
+        tenant: TenantId,
+        load: &F,
+    ) -> Result<Arc<CachedView>, LoadError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, crate::http::error::ApiError>>,
+    {
+        let l2_key = l2_key(tenant, key);
+        let mut get = redis::cmd("GET");
+        get.arg(&l2_key);
+        if let Ok(Some(body)) = self.redis.query::<Option<Vec<u8>>>(&get).await {
+            self.metrics.l2_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Arc::new(CachedView::new(body, Duration::ZERO)));
+        }
+        self.metrics.l2_misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics.loads.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let body = load().await.map_err(Arc::new)?;
+        let view = Arc::new(CachedView::new(body, started.elapsed()));
+        let mut set = redis::cmd("SET");
+        set.arg(&l2_key)
+            .arg(&view.body)
+            .arg("PX")
+            .arg(u64::try_from(self.settings.l2_ttl.as_millis()).unwrap_or(u64::MAX));
+        // A failed fill costs nothing but a later miss.
+        let _ = self.redis.query::<()>(&set).await;
+        Ok(view)
+    }
+
+    /// XFetch: refresh in the background when `now + cost·β·(−ln U)` passes expiry.
+    fn maybe_refresh_early<F, Fut>(
+        self: &Arc<Self>,
+        key: &str,
+        tenant: TenantId,
+        view: &Arc<CachedView>,
+        load: Arc<F>,
+    ) where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<u8>, crate::http::error::ApiError>> + Send + 'static,
+    {
+        let cost = view.load_cost.max(Duration::from_millis(1)).as_secs_f64();
+        let uniform: f64 = rand::random::<f64>().max(f64::MIN_POSITIVE);
+        let lead = cost * XFETCH_BETA * -uniform.ln();
+        let age = view.fetched.elapsed().as_secs_f64();
+        if age + lead < self.settings.l1_ttl.as_secs_f64() {
+            return;
+        }
+        let mut claimed = false;
+        self.refreshing
+            .entry(key.to_owned())
+            .or_insert_with(|| claimed = true);
+        if !claimed {
+            return;
+        }
+        self.metrics.early_refreshes.fetch_add(1, Ordering::Relaxed);
+        let cache = self.clone();
+        let key = key.to_owned();
+        tokio::spawn(async move {
+            if let Ok(fresh) = cache.load_fresh(&key, tenant, load.as_ref()).await {
+                cache.l1.insert(key.clone(), fresh).await;
+            }
+            cache.refreshing.invalidate(&key);
+        });
+    }
+
+    /// Loads from PostgreSQL and refills L2 (an early refresh skips L2's copy,
+    /// which is as old as the entry being replaced).
+    async fn load_fresh<F, Fut>(
+        &self,
+        key: &str,
+        tenant: TenantId,
+        load: &F,
+    ) -> Result<Arc<CachedView>, LoadError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, crate::http::error::ApiError>>,
+    {
+        self.metrics.loads.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let body = load().await.map_err(Arc::new)?;
+        let view = Arc::new(CachedView::new(body, started.elapsed()));
+        let mut set = redis::cmd("SET");
+        set.arg(l2_key(tenant, key))
+            .arg(&view.body)
+            .arg("PX")
+            .arg(u64::try_from(self.settings.l2_ttl.as_millis()).unwrap_or(u64::MAX));
+        let _ = self.redis.query::<()>(&set).await;
+        Ok(view)
+    }
+}
+
+/// The tenant's generation counter; hash-tagged so all of a tenant's keys share
+/// a Redis Cluster slot.
+fn generation_key(tenant: TenantId) -> String {
+    format!("{{t:{tenant}}}:gen")
+}
+
+/// An L2 key: the tenant's hash tag, then the L1 key (which holds the version).
+fn l2_key(tenant: TenantId, key: &str) -> String {
+    format!("{{t:{tenant}}}:view:{key}")
+}
