@@ -112,6 +112,8 @@ pub struct Config {
     pub cache_l2_ttl_secs: u64,
     pub cache_version_ttl_ms: u64,
     pub http_cache_max_age_secs: u64,
+    pub cache_warm_tenants: u32,
+    pub cache_warm_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -169,6 +171,8 @@ impl Default for Config {
             cache_l2_ttl_secs: 30,
             cache_version_ttl_ms: 1_000,
             http_cache_max_age_secs: 5,
+            cache_warm_tenants: 1_000,
+            cache_warm_timeout_ms: 2_000,
         }
     }
 }
@@ -235,6 +239,8 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_CACHE_L1_CAPACITY", toml_key: "cache_l1_capacity", default: "50000", meaning: "Most views held in L1." },
     SettingDoc { env: "POSTURE_CACHE_L2_TTL_SECS", toml_key: "cache_l2_ttl_secs", default: "30", meaning: "How long a view stays in Redis (L2)." },
     SettingDoc { env: "POSTURE_CACHE_VERSION_TTL_MS", toml_key: "cache_version_ttl_ms", default: "1000", meaning: "How long an instance trusts a tenant's cache generation before reading it again: a change reaches every instance within this." },
+    SettingDoc { env: "POSTURE_CACHE_WARM_TENANTS", toml_key: "cache_warm_tenants", default: "1000", meaning: "At start-up, the posture views of this many most recently active tenants are loaded into the cache before the server accepts requests (0: none)." },
+    SettingDoc { env: "POSTURE_CACHE_WARM_TIMEOUT_MS", toml_key: "cache_warm_timeout_ms", default: "2000", meaning: "Longest that warming may delay start-up; whatever is not loaded by then is loaded on demand." },
     SettingDoc { env: "POSTURE_HTTP_CACHE_MAX_AGE_SECS", toml_key: "http_cache_max_age_secs", default: "5", meaning: "`Cache-Control: private, max-age` of cached tenant reads (they also carry an ETag for `If-None-Match`)." },
 ];
 
@@ -461,6 +467,16 @@ impl Config {
             &env,
             "POSTURE_HTTP_CACHE_MAX_AGE_SECS",
             &mut self.http_cache_max_age_secs,
+        )?;
+        set(
+            &env,
+            "POSTURE_CACHE_WARM_TENANTS",
+            &mut self.cache_warm_tenants,
+        )?;
+        set(
+            &env,
+            "POSTURE_CACHE_WARM_TIMEOUT_MS",
+            &mut self.cache_warm_timeout_ms,
         )?;
         if let Some(format) = env("POSTURE_LOG_FORMAT") {
             self.log_format = match format.trim() {

@@ -60,6 +60,13 @@ impl Application {
             redis,
             views,
         };
+        // Before the listener accepts anything, so readiness follows warmth.
+        crate::cache::warm::warm(
+            &state,
+            state.config.cache_warm_tenants,
+            Duration::from_millis(state.config.cache_warm_timeout_ms),
+        )
+        .await;
         Ok(Application {
             listener,
             state,
@@ -108,6 +115,11 @@ impl Application {
             workers_stop.clone(),
         );
         let redis_health = state.redis.spawn_health_check(workers_stop.clone());
+        let control = crate::cache::control::spawn_listener(
+            state.store.clone(),
+            state.redis.clone(),
+            workers_stop.clone(),
+        );
         tracing::info!(addr = %listener.local_addr()?, "serving");
 
         let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -142,6 +154,7 @@ impl Application {
         if let Some(health) = redis_health {
             let _ = health.await;
         }
+        let _ = control.await;
         // The flusher writes once more on its way out.
         flusher_stop.cancel();
         let _ = flusher.await;

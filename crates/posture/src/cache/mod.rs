@@ -5,7 +5,9 @@
 //! `If-None-Match`, `Cache-Control`) is in [`http`].
 
 pub mod breaker;
+pub mod control;
 pub mod http;
 pub mod metrics;
 pub mod redis;
 pub mod views;
+pub mod warm;

@@ -24,6 +24,23 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Force every running server's Redis circuit breaker open (maintenance:
+    /// Redis is not called at all) or closed, or hand it back to automatic.
+    RedisBreaker {
+        #[arg(value_enum)]
+        mode: BreakerMode,
+    },
+}
+
+/// What to do with the Redis circuit breakers.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum BreakerMode {
+    /// Held open: every request skips Redis.
+    Open,
+    /// Held closed: Redis is called whatever its failure rate.
+    Closed,
+    /// Automatic again (closed, with a fresh window).
+    Auto,
 }
 
 /// Tenant commands. TENANT is a tenant's slug or id.
@@ -86,6 +103,17 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
     let outcome = match command {
         AdminCommand::Tenant { command } => run_tenant(&store, command).await,
         AdminCommand::Key { command } => run_key(&store, command).await,
+        AdminCommand::RedisBreaker { mode } => {
+            let message = match mode {
+                BreakerMode::Open => crate::cache::control::FORCE_OPEN,
+                BreakerMode::Closed => crate::cache::control::FORCE_CLOSED,
+                BreakerMode::Auto => crate::cache::control::RELEASE,
+            };
+            crate::cache::control::broadcast(&store, message)
+                .await
+                .map(|()| println!("sent {message:?} to every running server"))
+                .map_err(anyhow::Error::from)
+        }
     };
     store.close().await;
     outcome

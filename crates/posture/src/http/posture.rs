@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::extract::ApiQuery;
 use crate::auth::TenantContext;
 use crate::cache::http::respond;
+use crate::cache::views::CachedView;
 use crate::state::AppState;
 use crate::store::posture::{self as posture_store, Snapshot, StoredPosture};
 use crate::summary::refresh;
@@ -17,6 +18,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use posture_domain::{Scope, TenantId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 /// The posture summary with its changes over time.
@@ -63,9 +65,18 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     context.require(Scope::Read)?;
-    let tenant_id = context.tenant_id;
+    let view = cached(&state, context.tenant_id).await?;
+    Ok(respond(
+        &headers,
+        &view,
+        state.config.http_cache_max_age_secs,
+    ))
+}
+
+/// The tenant's posture body through the view cache (also used to warm it).
+pub async fn cached(state: &AppState, tenant_id: TenantId) -> Result<Arc<CachedView>, ApiError> {
     let loader_state = state.clone();
-    let view = state
+    state
         .views
         .get_or_load(tenant_id, "posture", move || {
             let state = loader_state.clone();
@@ -77,12 +88,7 @@ pub async fn get(
             }
         })
         .await
-        .map_err(|error| error.duplicate())?;
-    Ok(respond(
-        &headers,
-        &view,
-        state.config.http_cache_max_age_secs,
-    ))
+        .map_err(|error| error.duplicate())
 }
 
 /// The posture view from the database: the stored summary and the snapshots it
