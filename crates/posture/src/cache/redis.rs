@@ -57,8 +57,13 @@ pub struct RedisMetrics {
     pub latency_micros: AtomicU64,
 }
 
+/// The global epoch key: bumped to abandon every cached entry in Redis at once.
+pub const EPOCH_KEY: &str = "posture:epoch";
+
 struct Inner {
     manager: Option<ConnectionManager>,
+    /// An invalidation could not reach Redis: bump the epoch once it answers.
+    epoch_bump_owed: std::sync::atomic::AtomicBool,
     breaker: CircuitBreaker,
     command_timeout: Duration,
     health_interval: Duration,
@@ -91,6 +96,7 @@ impl Redis {
         Ok(Redis {
             inner: Arc::new(Inner {
                 manager,
+                epoch_bump_owed: std::sync::atomic::AtomicBool::new(false),
                 breaker: CircuitBreaker::new(settings.breaker.clone()),
                 command_timeout: settings.command_timeout,
                 health_interval: settings.health_interval,
@@ -134,6 +140,27 @@ impl Redis {
     /// The counters.
     pub fn metrics(&self) -> &RedisMetrics {
         &self.inner.metrics
+    }
+
+    /// Records that an invalidation could not reach Redis: entries Redis holds
+    /// may be stale, so the epoch is bumped (abandoning them all) as soon as
+    /// Redis answers again — by the next read or by the health loop, so a
+    /// process that serves no reads (a `posture worker`) pays it too.
+    pub fn owe_epoch_bump(&self) {
+        if self.is_enabled() {
+            self.inner.epoch_bump_owed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Bumps the epoch if a bump is owed; stays owed if Redis does not answer.
+    pub async fn pay_epoch_debt(&self) {
+        if self.inner.epoch_bump_owed.swap(false, Ordering::Relaxed) {
+            let mut command = redis::cmd("INCR");
+            command.arg(EPOCH_KEY);
+            if self.query::<u64>(&command).await.is_err() {
+                self.inner.epoch_bump_owed.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Runs one command through the breaker, with the command timeout.
@@ -191,7 +218,8 @@ impl Redis {
                     _ = ticks.tick() => {}
                 }
                 match redis.query::<String>(&redis::cmd("PING")).await {
-                    Ok(_) | Err(RedisError::Bypassed) => {}
+                    Ok(_) => redis.pay_epoch_debt().await,
+                    Err(RedisError::Bypassed) => {}
                     Err(error) => tracing::debug!(%error, "redis health check failed"),
                 }
             }

@@ -18,16 +18,14 @@
 //! nears and with the cost of the load, so a hot key is refreshed before it
 //! expires instead of sending a burst of misses to PostgreSQL.
 
-use super::redis::Redis;
+use super::redis::{Redis, EPOCH_KEY};
 use posture_domain::TenantId;
 use sha2::{Digest, Sha256};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The global epoch key: bumped to abandon every L2 entry at once.
-const EPOCH_KEY: &str = "posture:epoch";
 /// XFetch's β: above 1 favours earlier refreshes.
 const XFETCH_BETA: f64 = 1.0;
 
@@ -99,8 +97,6 @@ pub struct ViewCache {
     versions: moka::sync::Cache<TenantId, (Arc<str>, Instant)>,
     /// Keys being refreshed early, so one hot key gets one refresh.
     refreshing: moka::sync::Cache<String, ()>,
-    /// A generation bump failed: bump the epoch once Redis answers.
-    epoch_bump_owed: AtomicBool,
     metrics: ViewCacheMetrics,
 }
 
@@ -127,7 +123,6 @@ impl ViewCache {
                 .build(),
             settings,
             redis,
-            epoch_bump_owed: AtomicBool::new(false),
             metrics: ViewCacheMetrics::default(),
         }
     }
@@ -147,6 +142,8 @@ impl ViewCache {
                 return version.clone();
             }
         }
+        // An owed epoch bump goes first, so the version read below is after it.
+        self.redis.pay_epoch_debt().await;
         let mut command = redis::cmd("MGET");
         command.arg(EPOCH_KEY).arg(generation_key(tenant));
         match self
@@ -155,7 +152,6 @@ impl ViewCache {
             .await
         {
             Ok((epoch, generation)) => {
-                self.pay_epoch_debt().await;
                 let version: Arc<str> =
                     format!("e{}g{}", epoch.unwrap_or(0), generation.unwrap_or(0)).into();
                 self.versions
@@ -170,30 +166,22 @@ impl ViewCache {
     /// Marks every cached view of the tenant stale: one INCR. In this process
     /// the change is visible at once; elsewhere within `version_ttl`.
     pub async fn invalidate_tenant(&self, tenant: TenantId) {
-        self.versions.invalidate(&tenant);
         let mut command = redis::cmd("INCR");
         command.arg(generation_key(tenant));
-        if self.redis.query::<u64>(&command).await.is_err() && self.redis.is_enabled() {
+        if self.redis.query::<u64>(&command).await.is_err() {
             // L2 may hold this tenant's views under the old version: abandon
             // all of L2 once Redis is back.
-            self.epoch_bump_owed.store(true, Ordering::Relaxed);
+            self.redis.owe_epoch_bump();
         }
+        // Forget the version only after the INCR, so a read in between cannot
+        // re-read the old one and trust it for another `version_ttl`.
+        self.versions.invalidate(&tenant);
         // L1 entries of the old version are unreachable now (their keys hold it),
         // but drop them so they do not outlive the change in memory.
         let prefix = format!("{tenant}:");
         let _ = self
             .l1
             .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
-    }
-
-    async fn pay_epoch_debt(&self) {
-        if self.epoch_bump_owed.swap(false, Ordering::Relaxed) {
-            let mut command = redis::cmd("INCR");
-            command.arg(EPOCH_KEY);
-            if self.redis.query::<u64>(&command).await.is_err() {
-                self.epoch_bump_owed.store(true, Ordering::Relaxed);
-            }
-        }
     }
 
     /// The view `name` of `tenant`: from L1, else L2, else `load` (once for

@@ -114,6 +114,28 @@ pub async fn queue_posture_refresh(tx: &mut TenantTx) -> Result<(), sqlx::Error>
     Ok(())
 }
 
+/// Whether `worker` still holds the running job, row-locking it until the
+/// transaction ends (so the check stays true until then).
+pub async fn still_held(
+    tx: &mut TenantTx,
+    job: &ClaimedJob,
+    worker: &str,
+) -> Result<bool, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    let held: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM jobs
+         WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4
+         FOR UPDATE",
+    )
+    .bind(tenant_id)
+    .bind(job.job_id)
+    .bind(worker)
+    .bind(job.attempt)
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(held.is_some())
+}
+
 /// Deletes a finished job that leaves nothing to show (a posture refresh),
 /// inside the transaction that stored its result. Returns false if this worker
 /// no longer holds it: the caller must then roll back.

@@ -7,8 +7,9 @@
 //!    transaction open (scoring 200,000 findings is CPU work).
 //! 3. **Store** the summary and the day's snapshot in a second, short
 //!    transaction, only over an older summary: two refreshes racing (one queued
-//!    while another ran) cannot leave the staler view in place. A job's
-//!    completion commits in that same transaction.
+//!    while another ran) cannot leave the staler view in place; and only while
+//!    the job's lease is held. Then invalidate the cached views, then delete
+//!    the job.
 
 use super::{CostlyFinding, FactorView, PostureSummary, Remediation, MTTR_WINDOW_DAYS};
 use crate::cache::views::ViewCache;
@@ -162,13 +163,22 @@ pub async fn refresh(
         posture_store::save_snapshot(&mut tx, &snapshot).await?;
     }
     if let Some((job, worker)) = job {
-        if !queue::complete_by_deleting(&mut tx, job, worker).await? {
+        if !queue::still_held(&mut tx, job, worker).await? {
             return Ok(Refreshed::LeaseLost);
         }
     }
     tx.commit().await?;
     if let (true, Some(views)) = (stored, views) {
         views.invalidate_tenant(tenant_id).await;
+    }
+    // The job ends only after the cached views were invalidated, so "no
+    // refresh pending" implies "no stale view cached here". A crash before this
+    // leaves the job to be run again after its lease: harmless, as a refresh
+    // over an equal view changes nothing.
+    if let Some((job, worker)) = job {
+        let mut tx = store.begin_tenant(tenant_id).await?;
+        queue::complete_by_deleting(&mut tx, job, worker).await?;
+        tx.commit().await?;
     }
     tracing::debug!(score = summary.score, stored, "posture refreshed");
     Ok(if stored {

@@ -6,6 +6,7 @@ mod support;
 
 mod assets;
 mod auth;
+mod caching;
 mod cli;
 mod compliance;
 mod cross_tenant;

@@ -5,6 +5,7 @@
 
 pub mod database;
 pub mod proxy;
+pub mod redis;
 
 use database::TestDatabase;
 use posture::auth::{issue_api_key, KeyRequest};
