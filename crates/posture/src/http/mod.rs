@@ -21,12 +21,18 @@ pub mod settings;
 use crate::auth;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
 use axum::routing::get;
 use axum::Router;
 use error::ApiError;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
+
+/// `Cache-Control` of public, tenant-independent resources (the OpenAPI
+/// document and the API browser's assets).
+const PUBLIC_CACHE_CONTROL: &str = "public, max-age=3600";
 
 /// Builds the router with every route and the request path's layers:
 /// request context (id, span, metrics, problem rendering) → panic guard →
@@ -95,7 +101,16 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
+        // Tenant-independent and versioned with the binary: cacheable by a CDN.
+        .merge(
+            Router::<AppState>::from(
+                SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()),
+            )
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(PUBLIC_CACHE_CONTROL),
+            )),
+        )
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(

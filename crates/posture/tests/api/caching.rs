@@ -799,3 +799,55 @@ async fn a_worker_process_pays_its_epoch_debt_when_redis_returns() {
     }
     panic!("R served the pre-outage view for 4 s after Redis returned");
 }
+
+/// A starting server loads the posture views of recently active tenants before
+/// it accepts requests: the first read of a warmed tenant is an L1 hit, with no
+/// PostgreSQL load.
+#[tokio::test]
+async fn a_starting_server_warms_the_views_of_recently_active_tenants() {
+    let app = TestApp::spawn_with(|config| config.redis_url = SecretUrl::new("")).await;
+    let tenant = app.create_tenant(Tier::Enterprise).await;
+    // The first read computes and stores the tenant's summary (it is now "active").
+    let first = app.get("/v1/posture", &tenant.admin_key).await;
+    assert_eq!(first.status(), 200);
+
+    let warmed = spawn_beside(&app, |config| {
+        config.redis_url = SecretUrl::new("");
+        config.cache_warm_tenants = 10;
+    })
+    .await;
+    assert_eq!(metric(&warmed, "posture_cache_loads_total").await, 1.0);
+    let read = warmed.get("/v1/posture", &tenant.admin_key).await;
+    assert_eq!(read.status(), 200);
+    assert_eq!(
+        metric(&warmed, "posture_cache_loads_total").await,
+        1.0,
+        "the first read after start was served from the warmed cache"
+    );
+    assert_eq!(
+        metric(&warmed, "posture_cache_hits_total{layer=\"l1\"}").await,
+        1.0
+    );
+
+    // Warming off: nothing is loaded before the first request.
+    let cold = spawn_beside(&app, |config| {
+        config.redis_url = SecretUrl::new("");
+        config.cache_warm_tenants = 0;
+    })
+    .await;
+    assert_eq!(metric(&cold, "posture_cache_loads_total").await, 0.0);
+}
+
+/// Tenant-independent resources are cacheable by a CDN.
+#[tokio::test]
+async fn the_openapi_document_is_publicly_cacheable() {
+    let app = TestApp::spawn_with(|config| config.redis_url = SecretUrl::new("")).await;
+    let response = app
+        .client
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "cache-control"), "public, max-age=3600");
+}
