@@ -23,6 +23,8 @@
 //!
 //! Prints a Markdown table and writes JSON to `<target dir>/bench/cached_read.json`.
 
+// Shared with the ingestion benchmark: its own database, created and dropped.
+#[path = "../ingest/database.rs"]
 mod database;
 
 use anyhow::{bail, Context};

@@ -49,8 +49,24 @@ pub async fn create() -> anyhow::Result<String> {
 }
 
 /// Drops the benchmark's database, disconnecting anything still attached.
+///
+/// The owner may not terminate the application role's backends, so this first
+/// waits (up to 10 s) for the servers' closed pools to be gone from the server:
+/// a backend lingers briefly after its client has disconnected.
 pub async fn drop(name: &str) -> anyhow::Result<()> {
     let mut maintenance = connect("posture_owner", "postgres").await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let attached: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+                .bind(name)
+                .fetch_one(&mut maintenance)
+                .await?;
+        if attached == 0 || std::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut maintenance)
         .await?;
