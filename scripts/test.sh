@@ -11,6 +11,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/posture-target}
 
 bash scripts/setup.sh
+# The caching tests start (and kill, and pause) a redis-server of their own,
+# so the binary must be here even when the shared Redis runs elsewhere.
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+have redis-server || apt_install redis-server
 bash scripts/drop-test-databases.sh
 
 # Doc tests first (nextest cannot run them), so the suite's closing summary is
