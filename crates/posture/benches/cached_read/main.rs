@@ -26,6 +26,8 @@
 // Shared with the ingestion benchmark: its own database, created and dropped.
 #[path = "../ingest/database.rs"]
 mod database;
+#[path = "../ingest/machine.rs"]
+mod machine;
 
 use anyhow::{bail, Context};
 use database::url;
@@ -132,6 +134,7 @@ struct BenchReport {
 struct Machine {
     cpus: usize,
     cpu_model: Option<String>,
+    memory_mib: Option<u64>,
     postgres: String,
 }
 
@@ -159,7 +162,8 @@ fn main() -> anyhow::Result<()> {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         machine: Machine {
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu_model: cpu_model(),
+            cpu_model: machine::cpu_model(),
+            memory_mib: machine::memory_mib(),
             postgres,
         },
         settings,
@@ -178,7 +182,7 @@ fn main() -> anyhow::Result<()> {
 
 /// Seeds the database and measures every configuration on it.
 async fn run(settings: &Settings, database: &str) -> anyhow::Result<(String, Vec<VariantResult>)> {
-    let postgres = server_version(database).await?;
+    let postgres = database::server_version(database).await?;
     let keys = seed(database, settings.tenants).await?;
     eprintln!("bench: {} tenants with a read key each", keys.len());
     let redis_host = std::env::var("POSTURE_REDIS_HOST").unwrap_or_else(|_| "127.0.0.1".into());
@@ -529,26 +533,15 @@ fn summarize(
     }
 }
 
-async fn server_version(database: &str) -> anyhow::Result<String> {
-    let store = Store::connect_lazy(
-        &url("posture_owner", database),
-        &PoolSettings::for_command(&Config::default()),
-    )?;
-    let version: String = sqlx::query_scalar("SHOW server_version")
-        .fetch_one(store.pool())
-        .await?;
-    store.close().await;
-    Ok(version)
-}
-
 fn print_markdown(report: &BenchReport) {
     let machine = &report.machine;
     let settings = &report.settings;
     println!(
-        "\n{} · {} CPUs ({}) · PostgreSQL {}",
+        "\n{} · {} CPUs ({}) · {} MiB RAM · PostgreSQL {}",
         report.date,
         machine.cpus,
         machine.cpu_model.as_deref().unwrap_or("unknown CPU"),
+        machine.memory_mib.unwrap_or(0),
         machine.postgres
     );
     println!(
@@ -605,12 +598,4 @@ fn output_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target"))
         .join("bench")
         .join("cached_read.json")
-}
-
-fn cpu_model() -> Option<String> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    cpuinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("model name"))
-        .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_owned())
 }

@@ -73,3 +73,16 @@ pub async fn drop(name: &str) -> anyhow::Result<()> {
     maintenance.close().await?;
     Ok(())
 }
+
+/// The PostgreSQL server's version.
+pub async fn server_version(database: &str) -> anyhow::Result<String> {
+    let store = posture::store::Store::connect_lazy(
+        &url("posture_owner", database),
+        &posture::store::PoolSettings::for_command(&posture::config::Config::default()),
+    )?;
+    let version: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(store.pool())
+        .await?;
+    store.close().await;
+    Ok(version)
+}

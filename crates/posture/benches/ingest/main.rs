@@ -24,6 +24,7 @@
 //! by default `<target dir>/bench/ingest.json`.
 
 mod database;
+mod machine;
 mod measure;
 mod run;
 
@@ -101,7 +102,7 @@ fn main() -> anyhow::Result<()> {
 
     let database = runtime.block_on(database::create())?;
     eprintln!("bench: database {database} created and migrated");
-    let postgres = runtime.block_on(run::server_version(&database));
+    let postgres = runtime.block_on(database::server_version(&database));
     // Children run one after the other (2 cores: anything in parallel would
     // measure contention); the database is dropped whatever happened.
     let results: anyhow::Result<Vec<SizeResult>> = sizes
@@ -117,8 +118,8 @@ fn main() -> anyhow::Result<()> {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         machine: Machine {
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu_model: cpu_model(),
-            memory_mib: memory_mib(),
+            cpu_model: machine::cpu_model(),
+            memory_mib: machine::memory_mib(),
             postgres: postgres?,
         },
         warm_up: format!(
@@ -259,27 +260,4 @@ fn output_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target"))
         .join("bench")
         .join("ingest.json")
-}
-
-fn cpu_model() -> Option<String> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    cpuinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("model name"))
-        .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_owned())
-}
-
-fn memory_mib() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map(|kib| kib / 1024)
 }

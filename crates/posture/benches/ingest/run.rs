@@ -111,19 +111,6 @@ pub struct PhaseResult {
     pub refresh_ms: f64,
 }
 
-/// The PostgreSQL server's version.
-pub async fn server_version(database: &str) -> anyhow::Result<String> {
-    let store = Store::connect_lazy(
-        &url("posture_owner", database),
-        &PoolSettings::for_command(&Config::default()),
-    )?;
-    let version: String = sqlx::query_scalar("SHOW server_version")
-        .fetch_one(store.pool())
-        .await?;
-    store.close().await;
-    Ok(version)
-}
-
 /// Measures one size on `database`, `runs` times.
 pub async fn size(size: usize, runs: usize, database: &str) -> anyhow::Result<SizeResult> {
     let clock = SpanClock::install("apply_scan");

@@ -5,9 +5,7 @@
 //! automatic, and the command is repeated if needed.
 
 use super::redis::Redis;
-use crate::store::Store;
-use sqlx::postgres::PgListener;
-use std::time::Duration;
+use crate::store::{notifications, Store};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -46,32 +44,12 @@ pub fn apply(redis: &Redis, message: &str) -> bool {
 /// Listens for control messages until `shutdown`, reconnecting after errors.
 pub fn spawn_listener(store: Store, redis: Redis, shutdown: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
-        loop {
-            let session = async {
-                let mut listener = PgListener::connect_with(store.pool()).await?;
-                listener.listen(CHANNEL).await?;
-                loop {
-                    let notification = listener.recv().await?;
-                    if !apply(&redis, notification.payload()) {
-                        tracing::warn!(payload = notification.payload(), "unknown control message");
-                    }
-                }
-                #[allow(unreachable_code)]
-                Ok::<(), sqlx::Error>(())
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                result = session => {
-                    if let Err(error) = result {
-                        tracing::warn!(%error, "control notifications interrupted; reconnecting");
-                    }
-                }
+        notifications::listen(store, CHANNEL, shutdown, |payload| {
+            if !apply(&redis, payload) {
+                tracing::warn!(payload, "unknown control message");
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
+        })
+        .await;
     })
 }
 

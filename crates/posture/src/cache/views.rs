@@ -237,18 +237,7 @@ impl ViewCache {
             return Ok(Arc::new(CachedView::new(body, Duration::ZERO)));
         }
         self.metrics.l2_misses.fetch_add(1, Ordering::Relaxed);
-        self.metrics.loads.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let body = load().await.map_err(Arc::new)?;
-        let view = Arc::new(CachedView::new(body, started.elapsed()));
-        let mut set = redis::cmd("SET");
-        set.arg(&l2_key)
-            .arg(&view.body)
-            .arg("PX")
-            .arg(u64::try_from(self.settings.l2_ttl.as_millis()).unwrap_or(u64::MAX));
-        // A failed fill costs nothing but a later miss.
-        let _ = self.redis.query::<()>(&set).await;
-        Ok(view)
+        self.load_fresh(key, tenant, load).await
     }
 
     /// XFetch: refresh in the background when `now + cost·β·(−ln U)` passes expiry.
@@ -287,8 +276,8 @@ impl ViewCache {
         });
     }
 
-    /// Loads from PostgreSQL and refills L2 (an early refresh skips L2's copy,
-    /// which is as old as the entry being replaced).
+    /// Loads from PostgreSQL and fills L2 (on an L2 miss, and for an early
+    /// refresh, which skips L2's copy: it is as old as the entry being replaced).
     async fn load_fresh<F, Fut>(
         &self,
         key: &str,
@@ -308,6 +297,7 @@ impl ViewCache {
             .arg(&view.body)
             .arg("PX")
             .arg(u64::try_from(self.settings.l2_ttl.as_millis()).unwrap_or(u64::MAX));
+        // A failed fill costs nothing but a later miss.
         let _ = self.redis.query::<()>(&set).await;
         Ok(view)
     }

@@ -36,6 +36,12 @@ pub enum FailureOutcome {
     LeaseLost,
 }
 
+/// The SQL condition for "this worker still holds this job", with the tenant,
+/// job id, worker and attempt bound as `$1`–`$4`: a job whose lease expired and
+/// was claimed again (a later attempt) is no longer ours to finish.
+const HELD_BY_WORKER: &str =
+    "tenant_id = $1 AND id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4";
+
 /// Claims up to `max_jobs` runnable jobs of any tenant for `worker`.
 pub async fn claim(
     store: &Store,
@@ -70,11 +76,11 @@ pub async fn complete(
     worker: &str,
 ) -> Result<bool, sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
-    let updated = sqlx::query(
+    let updated = sqlx::query(&format!(
         "UPDATE jobs SET status = 'succeeded', locked_by = NULL, locked_until = NULL, updated_at = now(),
                          last_error = NULL
-         WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4",
-    )
+         WHERE {HELD_BY_WORKER}"
+    ))
     .bind(tenant_id)
     .bind(job.job_id)
     .bind(worker)
@@ -122,11 +128,11 @@ pub async fn still_held(
     worker: &str,
 ) -> Result<bool, sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
-    let held: Option<i32> = sqlx::query_scalar(
+    let held: Option<i32> = sqlx::query_scalar(&format!(
         "SELECT 1 FROM jobs
-         WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4
-         FOR UPDATE",
-    )
+         WHERE {HELD_BY_WORKER}
+         FOR UPDATE"
+    ))
     .bind(tenant_id)
     .bind(job.job_id)
     .bind(worker)
@@ -145,10 +151,10 @@ pub async fn complete_by_deleting(
     worker: &str,
 ) -> Result<bool, sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
-    let deleted = sqlx::query(
+    let deleted = sqlx::query(&format!(
         "DELETE FROM jobs
-         WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4",
-    )
+         WHERE {HELD_BY_WORKER}"
+    ))
     .bind(tenant_id)
     .bind(job.job_id)
     .bind(worker)
@@ -167,10 +173,10 @@ pub async fn renew(
     lease: Duration,
 ) -> Result<bool, sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
-    let updated = sqlx::query(
+    let updated = sqlx::query(&format!(
         "UPDATE jobs SET locked_until = now() + make_interval(secs => $5), updated_at = now()
-         WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4",
-    )
+         WHERE {HELD_BY_WORKER}"
+    ))
     .bind(tenant_id)
     .bind(job.job_id)
     .bind(worker)
@@ -193,14 +199,14 @@ pub async fn drop_failed_refresh_if_covered(
     worker: &str,
 ) -> Result<bool, sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
-    let deleted = sqlx::query(
+    let deleted = sqlx::query(&format!(
         "DELETE FROM jobs
-         WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4
+         WHERE {HELD_BY_WORKER}
            AND kind = 'refresh_posture'
            AND EXISTS (SELECT 1 FROM jobs queued
                        WHERE queued.tenant_id = $1 AND queued.kind = 'refresh_posture'
-                         AND queued.status = 'queued')",
-    )
+                         AND queued.status = 'queued')"
+    ))
     .bind(tenant_id)
     .bind(job.job_id)
     .bind(worker)
@@ -222,14 +228,14 @@ pub async fn fail(
 ) -> Result<FailureOutcome, sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
     let backoff = retry_delay(retry_base, job.attempt);
-    let status: Option<String> = sqlx::query_scalar(
+    let status: Option<String> = sqlx::query_scalar(&format!(
         "UPDATE jobs
          SET status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
              run_at = now() + make_interval(secs => $5),
              locked_by = NULL, locked_until = NULL, updated_at = now(), last_error = left($6, 2000)
-         WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND locked_by = $3 AND attempts = $4
-         RETURNING status",
-    )
+         WHERE {HELD_BY_WORKER}
+         RETURNING status"
+    ))
     .bind(tenant_id)
     .bind(job.job_id)
     .bind(worker)

@@ -8,10 +8,9 @@
 use super::queue::{self, ClaimedJob, FailureOutcome};
 use crate::cache::views::ViewCache;
 use crate::ingest::process::ScanProcessor;
-use crate::store::{scans, Store};
+use crate::store::{notifications, scans, Store};
 use crate::summary::refresh::{self, Refreshed};
 use serde_json::json;
-use sqlx::postgres::PgListener;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -82,32 +81,10 @@ pub fn spawn_workers(
     handles
 }
 
-/// Forwards notifications to idle workers; reconnects after errors.
+/// Forwards notifications to idle workers (until reconnected after an error,
+/// they poll).
 async fn listen(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
-    loop {
-        let session = async {
-            let mut listener = PgListener::connect_with(store.pool()).await?;
-            listener.listen(JOBS_CHANNEL).await?;
-            loop {
-                listener.recv().await?;
-                wake.notify_waiters();
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), sqlx::Error>(())
-        };
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            result = session => {
-                if let Err(error) = result {
-                    tracing::warn!(%error, "job notifications interrupted; polling until reconnected");
-                }
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
+    notifications::listen(store, JOBS_CHANNEL, shutdown, |_| wake.notify_waiters()).await;
 }
 
 /// Most findings one upkeep round reopens (the rest wait for the next round).

@@ -15,6 +15,7 @@ pub mod finding_queries;
 pub mod findings;
 pub mod frameworks;
 pub mod idempotency;
+pub mod notifications;
 pub mod operator;
 pub mod posture;
 pub mod retry;
