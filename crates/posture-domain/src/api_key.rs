@@ -201,12 +201,6 @@ impl fmt::Debug for ApiKeyToken {
     }
 }
 
-/// The SHA-256 of a whole presented token: the key under which a verified key is
-/// cached in process, so the raw token is never held as a cache key.
-pub fn token_digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
 fn random_base62<R: Rng + CryptoRng>(rng: &mut R, width: usize) -> String {
     (0..width)
         .map(|_| char::from(base62::ALPHABET[rng.gen_range(0..62)]))

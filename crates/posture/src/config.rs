@@ -78,8 +78,6 @@ pub struct Config {
     pub request_timeout_ms: u64,
     pub max_body_bytes: usize,
     pub idempotency_ttl_secs: u64,
-    pub auth_cache_ttl_ms: u64,
-    pub auth_cache_capacity: u64,
     pub last_used_flush_secs: u64,
     pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
@@ -138,8 +136,6 @@ impl Default for Config {
             request_timeout_ms: 10_000,
             max_body_bytes: 1024 * 1024,
             idempotency_ttl_secs: 86_400,
-            auth_cache_ttl_ms: 4_000,
-            auth_cache_capacity: 100_000,
             last_used_flush_secs: 5,
             shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
@@ -207,8 +203,6 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_REQUEST_TIMEOUT_MS", toml_key: "request_timeout_ms", default: "10000", meaning: "A request still running after this is answered 503." },
     SettingDoc { env: "POSTURE_MAX_BODY_BYTES", toml_key: "max_body_bytes", default: "1048576", meaning: "Largest accepted request body; larger ones get 413." },
     SettingDoc { env: "POSTURE_IDEMPOTENCY_TTL_SECS", toml_key: "idempotency_ttl_secs", default: "86400", meaning: "How long a POST's response is kept for replay under its Idempotency-Key (then the key may be reused)." },
-    SettingDoc { env: "POSTURE_AUTH_CACHE_TTL_MS", toml_key: "auth_cache_ttl_ms", default: "4000", meaning: "How long a verified API key is trusted without a lookup; bounds how long a revocation takes to reach every instance (at most 5000)." },
-    SettingDoc { env: "POSTURE_AUTH_CACHE_CAPACITY", toml_key: "auth_cache_capacity", default: "100000", meaning: "Most verified (and refused) keys held in the in-process cache." },
     SettingDoc { env: "POSTURE_LAST_USED_FLUSH_SECS", toml_key: "last_used_flush_secs", default: "5", meaning: "How often API keys' last_used_at is written (each key at most once a minute)." },
     SettingDoc { env: "POSTURE_SHUTDOWN_GRACE_SECS", toml_key: "shutdown_grace_secs", default: "30", meaning: "On SIGTERM/SIGINT, how long in-flight requests may take to finish." },
     SettingDoc { env: "POSTURE_LOG_FORMAT", toml_key: "log_format", default: "text", meaning: "`text` or `json` (one object per line, with request_id and tenant_id)." },
@@ -235,10 +229,10 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_BREAKER_OPEN_WAIT_MS", toml_key: "breaker_open_wait_ms", default: "5000", meaning: "How long the open breaker skips Redis before probing it." },
     SettingDoc { env: "POSTURE_BREAKER_HALF_OPEN_PROBES", toml_key: "breaker_half_open_probes", default: "3", meaning: "Probe calls while half-open; all must succeed to close." },
     SettingDoc { env: "POSTURE_CACHE_L1_ENABLED", toml_key: "cache_l1_enabled", default: "true", meaning: "Keep cached views in process memory (L1); off sends every cached read to Redis (for benchmarks)." },
-    SettingDoc { env: "POSTURE_CACHE_L1_TTL_MS", toml_key: "cache_l1_ttl_ms", default: "5000", meaning: "How long a view stays in L1; also how stale a view can be on an instance that cannot reach Redis." },
+    SettingDoc { env: "POSTURE_CACHE_L1_TTL_MS", toml_key: "cache_l1_ttl_ms", default: "5000", meaning: "How long a view or a key's credentials stay in L1; also how stale they can be on an instance that cannot reach Redis (at most 5000)." },
     SettingDoc { env: "POSTURE_CACHE_L1_CAPACITY", toml_key: "cache_l1_capacity", default: "50000", meaning: "Most views held in L1." },
     SettingDoc { env: "POSTURE_CACHE_L2_TTL_SECS", toml_key: "cache_l2_ttl_secs", default: "30", meaning: "How long a view stays in Redis (L2)." },
-    SettingDoc { env: "POSTURE_CACHE_VERSION_TTL_MS", toml_key: "cache_version_ttl_ms", default: "1000", meaning: "How long an instance trusts a tenant's cache generation before reading it again: a change reaches every instance within this." },
+    SettingDoc { env: "POSTURE_CACHE_VERSION_TTL_MS", toml_key: "cache_version_ttl_ms", default: "1000", meaning: "How long an instance trusts a tenant's cache generations before reading them again: a change (including a key revocation) reaches every instance within this (at most 5000)." },
     SettingDoc { env: "POSTURE_CACHE_WARM_TENANTS", toml_key: "cache_warm_tenants", default: "1000", meaning: "At start-up, the posture views of this many most recently active tenants are loaded into the cache before the server accepts requests (0: none)." },
     SettingDoc { env: "POSTURE_CACHE_WARM_TIMEOUT_MS", toml_key: "cache_warm_timeout_ms", default: "2000", meaning: "Longest that warming may delay start-up; whatever is not loaded by then is loaded on demand." },
     SettingDoc { env: "POSTURE_HTTP_CACHE_MAX_AGE_SECS", toml_key: "http_cache_max_age_secs", default: "5", meaning: "`Cache-Control: private, max-age` of cached tenant reads (they also carry an ETag for `If-None-Match`)." },
@@ -338,16 +332,6 @@ impl Config {
             &env,
             "POSTURE_IDEMPOTENCY_TTL_SECS",
             &mut self.idempotency_ttl_secs,
-        )?;
-        set(
-            &env,
-            "POSTURE_AUTH_CACHE_TTL_MS",
-            &mut self.auth_cache_ttl_ms,
-        )?;
-        set(
-            &env,
-            "POSTURE_AUTH_CACHE_CAPACITY",
-            &mut self.auth_cache_capacity,
         )?;
         set(
             &env,
@@ -499,8 +483,16 @@ impl Config {
                 self.db_pool_max
             );
         }
-        if self.auth_cache_ttl_ms > 5_000 {
-            bail!("auth_cache_ttl_ms must be at most 5000: a revoked key must stop working within 5 s");
+        // Both bound how long a revoked key keeps working on an instance that
+        // missed the revocation's notification: L1 when Redis is down, the
+        // version TTL while it is up.
+        if self.cache_l1_ttl_ms > 5_000 {
+            bail!(
+                "cache_l1_ttl_ms must be at most 5000: a revoked key must stop working within 5 s"
+            );
+        }
+        if self.cache_version_ttl_ms > 5_000 {
+            bail!("cache_version_ttl_ms must be at most 5000: a revoked key must stop working within 5 s");
         }
         if !(1..=100).contains(&self.job_max_attempts) {
             bail!("job_max_attempts must be between 1 and 100");
@@ -619,7 +611,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("POSTURE_DB_POOL_MAX"), "{error}");
-        assert!(from_env(&[("POSTURE_AUTH_CACHE_TTL_MS", "60000")]).is_err());
+        assert!(from_env(&[("POSTURE_CACHE_L1_TTL_MS", "60000")]).is_err());
+        assert!(from_env(&[("POSTURE_CACHE_VERSION_TTL_MS", "60000")]).is_err());
     }
 
     #[test]

@@ -38,16 +38,12 @@ impl Application {
             .warm_up(config.db_pool_min)
             .await
             .context("opening the pool's minimum connections")?;
-        let verifier = KeyVerifier::new(
-            store.clone(),
-            Duration::from_millis(config.auth_cache_ttl_ms),
-            config.auth_cache_capacity,
-        );
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("binding {}", config.listen_addr))?;
         let redis = Redis::new(&config.redis_settings()).context("the Redis URL")?;
         let views = Arc::new(ViewCache::new(config.view_cache_settings(), redis.clone()));
+        let verifier = KeyVerifier::new(store.clone(), views.clone());
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -118,6 +114,7 @@ impl Application {
         let control = crate::cache::control::spawn_listener(
             state.store.clone(),
             state.redis.clone(),
+            state.views.clone(),
             workers_stop.clone(),
         );
         tracing::info!(addr = %listener.local_addr()?, "serving");

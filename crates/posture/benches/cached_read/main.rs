@@ -32,6 +32,7 @@ mod machine;
 use anyhow::{bail, Context};
 use database::url;
 use posture::auth::{issue_api_key, KeyRequest};
+use posture::cache::views::Generation;
 use posture::config::{Config, SecretUrl};
 use posture::startup::Application;
 use posture::state::AppState;
@@ -371,7 +372,7 @@ struct Counters {
 
 impl Counters {
     fn read(state: &AppState) -> Counters {
-        let metrics = state.views.metrics();
+        let metrics = state.views.metrics(Generation::Posture);
         Counters {
             l1_hits: metrics.l1_hits.load(Ordering::Relaxed),
             l1_misses: metrics.l1_misses.load(Ordering::Relaxed),

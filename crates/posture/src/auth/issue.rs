@@ -3,7 +3,7 @@
 
 use crate::store::api_keys::{self, ApiKeyRecord, NewApiKey};
 use crate::store::audit::{self, AuditEntry};
-use crate::store::TenantTx;
+use crate::store::{notifications, TenantTx};
 use chrono::{DateTime, Utc};
 use posture_domain::{ApiKeyId, ApiKeyToken, Scope, Scopes};
 use serde_json::json;
@@ -119,6 +119,8 @@ pub async fn revoke_api_key(
         },
     )
     .await?;
+    let tenant_id = tx.tenant_id();
+    notifications::account_changed(tx.conn(), tenant_id).await?;
     Ok(Some(record))
 }
 

@@ -3,9 +3,16 @@
 //! names the current tag gets 304 with no body — served from the view cache,
 //! so without touching PostgreSQL when the view is cached.
 
-use super::views::CachedView;
+use super::views::{CachedView, Generation};
+use crate::http::error::ApiError;
+use crate::state::AppState;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use posture_domain::TenantId;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::sync::Arc;
 
 /// Whether `If-None-Match` names `etag` (or is `*`). Weak comparison, as RFC
 /// 9110 prescribes for `If-None-Match`: a `W/` prefix is ignored.
@@ -19,15 +26,62 @@ pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
+/// The tenant's view `name` through the view cache: on a miss, `build` makes
+/// it from the database and it is cached as JSON under `generation`.
+pub async fn cached_json<T, F, Fut>(
+    state: &AppState,
+    tenant_id: TenantId,
+    generation: Generation,
+    name: &'static str,
+    build: F,
+) -> Result<Arc<CachedView>, ApiError>
+where
+    T: Serialize,
+    F: Fn(AppState, TenantId) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
+{
+    let loader_state = state.clone();
+    let build = Arc::new(build);
+    state
+        .views
+        .get_or_load(tenant_id, generation, name, move || {
+            let (state, build) = (loader_state.clone(), build.clone());
+            async move {
+                let view = build(state, tenant_id).await?;
+                serde_json::to_vec(&view).map_err(|error| {
+                    ApiError::Internal(
+                        anyhow::Error::new(error).context(format!("serializing {name}")),
+                    )
+                })
+            }
+        })
+        .await
+        .map_err(|error| error.duplicate())
+}
+
 /// The cached view as a JSON response, or 304 if the client has it.
 pub fn respond(headers: &HeaderMap, view: &CachedView, max_age_secs: u64) -> Response {
     let cache_control = HeaderValue::from_str(&format!("private, max-age={max_age_secs}"))
         .unwrap_or(HeaderValue::from_static("private, no-cache"));
-    let etag = HeaderValue::from_str(&view.etag).unwrap_or(HeaderValue::from_static("\"\""));
-    if not_modified(headers, &view.etag) {
+    respond_with(headers, &view.body, &view.etag, cache_control)
+}
+
+/// A JSON body with its strong `etag` and `cache_control`, or 304 if the
+/// client's `If-None-Match` names the tag.
+pub fn respond_with(
+    headers: &HeaderMap,
+    body: &[u8],
+    etag: &str,
+    cache_control: HeaderValue,
+) -> Response {
+    let etag_value = HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"\""));
+    if not_modified(headers, etag) {
         return (
             StatusCode::NOT_MODIFIED,
-            [(header::ETAG, etag), (header::CACHE_CONTROL, cache_control)],
+            [
+                (header::ETAG, etag_value),
+                (header::CACHE_CONTROL, cache_control),
+            ],
         )
             .into_response();
     }
@@ -38,12 +92,20 @@ pub fn respond(headers: &HeaderMap, view: &CachedView, max_age_secs: u64) -> Res
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             ),
-            (header::ETAG, etag),
+            (header::ETAG, etag_value),
             (header::CACHE_CONTROL, cache_control),
         ],
-        view.body.clone(),
+        body.to_vec(),
     )
         .into_response()
+}
+
+/// A strong ETag for `body`: `"<hex>"` of the first 16 bytes of its SHA-256,
+/// so equal bodies have equal tags however they were produced.
+pub fn strong_etag(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
 }
 
 #[cfg(test)]

@@ -1,53 +1,102 @@
-//! The cache's lines of `/metrics`: hits and misses per layer, hit rates, Redis
+//! The cache's lines of `/metrics`: hits and misses per layer and generation
+//! (`views="posture"` or `"account"`), hit rates, loads, Redis
 //! calls, failures, bypasses and mean latency, breaker state and transitions.
 
 use super::breaker::BreakerState;
 use super::redis::Redis;
-use super::views::ViewCache;
+use super::views::{Generation, ViewCache, ViewCacheMetrics};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 /// Appends the cache metrics in the Prometheus text format.
 pub fn render(out: &mut String, redis: &Redis, views: &ViewCache) {
-    let cache = views.metrics();
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    let (l1_hits, l1_misses) = (load(&cache.l1_hits), load(&cache.l1_misses));
-    let (l2_hits, l2_misses) = (load(&cache.l2_hits), load(&cache.l2_misses));
-    out.push_str("# HELP posture_cache_hits_total Cached view reads answered by a layer.\n");
-    out.push_str("# TYPE posture_cache_hits_total counter\n");
-    let _ = writeln!(out, "posture_cache_hits_total{{layer=\"l1\"}} {l1_hits}");
-    let _ = writeln!(out, "posture_cache_hits_total{{layer=\"l2\"}} {l2_hits}");
-    out.push_str("# HELP posture_cache_misses_total Cached view reads a layer could not answer.\n");
-    out.push_str("# TYPE posture_cache_misses_total counter\n");
-    let _ = writeln!(
-        out,
-        "posture_cache_misses_total{{layer=\"l1\"}} {l1_misses}"
-    );
-    let _ = writeln!(
-        out,
-        "posture_cache_misses_total{{layer=\"l2\"}} {l2_misses}"
-    );
-    out.push_str("# HELP posture_cache_hit_ratio Hits / (hits + misses) per layer since start.\n");
-    out.push_str("# TYPE posture_cache_hit_ratio gauge\n");
-    for (layer, hits, misses) in [("l1", l1_hits, l1_misses), ("l2", l2_hits, l2_misses)] {
-        let ratio = if hits + misses == 0 {
+    // Per generation: posture views, and account views (the organization and
+    // API keys' credentials, read on every authenticated request).
+    let per_layer =
+        |out: &mut String,
+         name: &str,
+         help: &str,
+         kind: &str,
+         pick: &dyn Fn(&ViewCacheMetrics) -> [(&'static str, f64); 2]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for generation in Generation::ALL {
+                for (layer, value) in pick(views.metrics(generation)) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{views=\"{}\",layer=\"{layer}\"}} {value}",
+                        generation.as_str()
+                    );
+                }
+            }
+        };
+    let ratio = |hits: u64, misses: u64| {
+        if hits + misses == 0 {
             0.0
         } else {
             hits as f64 / (hits + misses) as f64
-        };
-        let _ = writeln!(out, "posture_cache_hit_ratio{{layer=\"{layer}\"}} {ratio}");
-    }
-    for (name, help, value) in [
+        }
+    };
+    per_layer(
+        out,
+        "posture_cache_hits_total",
+        "Cached view reads answered by a layer.",
+        "counter",
+        &|m| {
+            [
+                ("l1", load(&m.l1_hits) as f64),
+                ("l2", load(&m.l2_hits) as f64),
+            ]
+        },
+    );
+    per_layer(
+        out,
+        "posture_cache_misses_total",
+        "Cached view reads a layer could not answer.",
+        "counter",
+        &|m| {
+            [
+                ("l1", load(&m.l1_misses) as f64),
+                ("l2", load(&m.l2_misses) as f64),
+            ]
+        },
+    );
+    per_layer(
+        out,
+        "posture_cache_hit_ratio",
+        "Hits / (hits + misses) per layer since start.",
+        "gauge",
+        &|m| {
+            [
+                ("l1", ratio(load(&m.l1_hits), load(&m.l1_misses))),
+                ("l2", ratio(load(&m.l2_hits), load(&m.l2_misses))),
+            ]
+        },
+    );
+    for (name, help, pick) in [
         (
             "posture_cache_loads_total",
             "Views loaded from PostgreSQL.",
-            load(&cache.loads),
+            (|m: &ViewCacheMetrics| &m.loads)
+                as fn(&ViewCacheMetrics) -> &std::sync::atomic::AtomicU64,
         ),
         (
             "posture_cache_early_refreshes_total",
             "Views refreshed early (XFetch) in the background.",
-            load(&cache.early_refreshes),
+            |m: &ViewCacheMetrics| &m.early_refreshes,
         ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for generation in Generation::ALL {
+            let _ = writeln!(
+                out,
+                "{name}{{views=\"{}\"}} {}",
+                generation.as_str(),
+                load(pick(views.metrics(generation)))
+            );
+        }
+    }
+    for (name, help, value) in [
         (
             "posture_redis_calls_total",
             "Redis commands sent.",

@@ -1,12 +1,12 @@
 //! Cached tenant views (the bodies of `GET /v1/posture`, `/v1/compliance`, …):
 //! L1 in this process → L2 Redis → PostgreSQL, filling the layers on the way back.
 //!
-//! **Keys carry a version**, `e<epoch>g<generation>`: the tenant's generation
-//! counter (`{t:<tenant>}:gen`, one INCR invalidates every view of the tenant,
-//! no KEYS or SCAN) and a global epoch (`posture:epoch`). Each process trusts a
-//! version it read for at most `version_ttl` (1 s), so a change is visible
-//! everywhere within a second while Redis is up. While Redis is unreachable the
-//! last known version is kept, and L1 entries live out their own TTL.
+//! **Keys carry a version**, `e<epoch>g<generation>`: one of the tenant's two
+//! [`Generation`] counters (one INCR invalidates every view under it, no KEYS
+//! or SCAN) and a global epoch (`posture:epoch`). Each process trusts a version
+//! it read for at most `version_ttl` (1 s), so a change is visible everywhere
+//! within a second while Redis is up. While Redis is unreachable the last known
+//! version is kept, and L1 entries live out their own TTL.
 //!
 //! A generation bump that cannot reach Redis leaves L2 entries of the old
 //! version behind; so the process remembers it failed, and once Redis answers
@@ -20,7 +20,6 @@
 
 use super::redis::{Redis, EPOCH_KEY};
 use posture_domain::TenantId;
-use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -58,14 +57,7 @@ pub struct CachedView {
 
 impl CachedView {
     fn new(body: Vec<u8>, load_cost: Duration) -> Self {
-        let digest = Sha256::digest(&body);
-        let etag = format!(
-            "\"{}\"",
-            digest[..16]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let etag = super::http::strong_etag(&body);
         CachedView {
             body,
             etag,
@@ -88,16 +80,83 @@ pub struct ViewCacheMetrics {
     pub early_refreshes: AtomicU64,
 }
 
+/// Which of a tenant's generation counters a view depends on: each is bumped
+/// by different changes, so a scan does not evict the tenant's key lookups and
+/// a tier change does not evict its posture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    /// Posture and compliance views: bumped when a posture refresh stores a
+    /// new summary (after scans, triage, custom framework changes, …).
+    Posture,
+    /// The organization and its API keys' credentials: bumped by tier and
+    /// status changes, key revocation and tenant deletion.
+    Account,
+}
+
+impl Generation {
+    /// Every generation.
+    pub const ALL: [Generation; 2] = [Generation::Posture, Generation::Account];
+
+    /// The name in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Generation::Posture => "posture",
+            Generation::Account => "account",
+        }
+    }
+
+    /// The tag in keys: the counter's name, and the L1 key prefix.
+    fn tag(self) -> &'static str {
+        match self {
+            Generation::Posture => "gen",
+            Generation::Account => "acct",
+        }
+    }
+
+    /// The tenant's counter in Redis; hash-tagged so all of a tenant's keys
+    /// share a Redis Cluster slot.
+    fn key(self, tenant: TenantId) -> String {
+        format!("{{t:{tenant}}}:{}", self.tag())
+    }
+}
+
+/// A tenant's versions as last read, one per [`Generation`].
+#[derive(Clone)]
+struct TenantVersions {
+    posture: Arc<str>,
+    account: Arc<str>,
+    read_at: Instant,
+}
+
+impl TenantVersions {
+    fn of(&self, generation: Generation) -> Arc<str> {
+        match generation {
+            Generation::Posture => self.posture.clone(),
+            Generation::Account => self.account.clone(),
+        }
+    }
+}
+
+/// Bumps one of `tenant`'s generations in Redis (so every process drops the
+/// views under it within `version_ttl`); false if Redis did not answer. For
+/// processes without a view cache of their own, such as operator commands.
+pub async fn bump_generation(redis: &Redis, tenant: TenantId, generation: Generation) -> bool {
+    let mut command = redis::cmd("INCR");
+    command.arg(generation.key(tenant));
+    redis.query::<u64>(&command).await.is_ok()
+}
+
 /// The view cache of this process.
 pub struct ViewCache {
     settings: ViewCacheSettings,
     redis: Redis,
     l1: moka::future::Cache<String, Arc<CachedView>>,
-    /// Tenant → (version, when read), trusted for `version_ttl`.
-    versions: moka::sync::Cache<TenantId, (Arc<str>, Instant)>,
+    /// Tenant → its versions, trusted for `version_ttl` after they were read.
+    versions: moka::sync::Cache<TenantId, TenantVersions>,
     /// Keys being refreshed early, so one hot key gets one refresh.
     refreshing: moka::sync::Cache<String, ()>,
-    metrics: ViewCacheMetrics,
+    /// Counters per [`Generation`], in [`Generation::ALL`] order.
+    metrics: [ViewCacheMetrics; 2],
 }
 
 /// Why a view could not be produced: the loader's own error.
@@ -123,62 +182,69 @@ impl ViewCache {
                 .build(),
             settings,
             redis,
-            metrics: ViewCacheMetrics::default(),
+            metrics: Default::default(),
         }
     }
 
     /// The counters.
-    pub fn metrics(&self) -> &ViewCacheMetrics {
-        &self.metrics
+    pub fn metrics(&self, generation: Generation) -> &ViewCacheMetrics {
+        &self.metrics[generation as usize]
     }
 
-    /// The tenant's current version: trusted for `version_ttl`, then read from
-    /// Redis (epoch and generation in one MGET). Without Redis, the last known
-    /// version (or `local` for a tenant never seen).
-    async fn version(&self, tenant: TenantId) -> Arc<str> {
+    /// The tenant's current version of `generation`: trusted for
+    /// `version_ttl`, then read from Redis (the epoch and both generations in
+    /// one MGET). Without Redis, the last known version (or `local` for a
+    /// tenant never seen).
+    pub async fn version(&self, tenant: TenantId, generation: Generation) -> Arc<str> {
         let known = self.versions.get(&tenant);
-        if let Some((version, read_at)) = &known {
-            if read_at.elapsed() < self.settings.version_ttl {
-                return version.clone();
+        if let Some(versions) = &known {
+            if versions.read_at.elapsed() < self.settings.version_ttl {
+                return versions.of(generation);
             }
         }
         // An owed epoch bump goes first, so the version read below is after it.
         self.redis.pay_epoch_debt().await;
         let mut command = redis::cmd("MGET");
-        command.arg(EPOCH_KEY).arg(generation_key(tenant));
+        command
+            .arg(EPOCH_KEY)
+            .arg(Generation::Posture.key(tenant))
+            .arg(Generation::Account.key(tenant));
         match self
             .redis
-            .query::<(Option<u64>, Option<u64>)>(&command)
+            .query::<(Option<u64>, Option<u64>, Option<u64>)>(&command)
             .await
         {
-            Ok((epoch, generation)) => {
-                let version: Arc<str> =
-                    format!("e{}g{}", epoch.unwrap_or(0), generation.unwrap_or(0)).into();
-                self.versions
-                    .insert(tenant, (version.clone(), Instant::now()));
-                version
+            Ok((epoch, posture, account)) => {
+                let epoch = epoch.unwrap_or(0);
+                let versions = TenantVersions {
+                    posture: format!("e{epoch}g{}", posture.unwrap_or(0)).into(),
+                    account: format!("e{epoch}a{}", account.unwrap_or(0)).into(),
+                    read_at: Instant::now(),
+                };
+                self.versions.insert(tenant, versions.clone());
+                versions.of(generation)
             }
             // Keep serving what we know; L1 entries expire by their TTL.
-            Err(_) => known.map_or_else(|| Arc::from("local"), |(version, _)| version),
+            Err(_) => known.map_or_else(|| Arc::from("local"), |versions| versions.of(generation)),
         }
     }
 
-    /// Marks every cached view of the tenant stale: one INCR. In this process
-    /// the change is visible at once; elsewhere within `version_ttl`.
-    pub async fn invalidate_tenant(&self, tenant: TenantId) {
-        let mut command = redis::cmd("INCR");
-        command.arg(generation_key(tenant));
-        if self.redis.query::<u64>(&command).await.is_err() {
+    /// Marks every cached view of the tenant under `generation` stale: one
+    /// INCR. In this process the change is visible at once; elsewhere within
+    /// `version_ttl`.
+    pub async fn invalidate(&self, tenant: TenantId, generation: Generation) {
+        if !bump_generation(&self.redis, tenant, generation).await {
             // L2 may hold this tenant's views under the old version: abandon
             // all of L2 once Redis is back.
             self.redis.owe_epoch_bump();
         }
-        // Forget the version only after the INCR, so a read in between cannot
+        // Forget the versions only after the INCR, so a read in between cannot
         // re-read the old one and trust it for another `version_ttl`.
         self.versions.invalidate(&tenant);
-        // L1 entries of the old version are unreachable now (their keys hold it),
-        // but drop them so they do not outlive the change in memory.
-        let prefix = format!("{tenant}:");
+        // L1 entries of the old version are unreachable once Redis gives the
+        // new one, but while Redis is down the version stays the same: drop
+        // them, so nothing outlives the change here.
+        let prefix = l1_prefix(tenant, generation);
         let _ = self
             .l1
             .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
@@ -189,6 +255,7 @@ impl ViewCache {
     pub async fn get_or_load<F, Fut>(
         self: &Arc<Self>,
         tenant: TenantId,
+        generation: Generation,
         name: &str,
         load: F,
     ) -> Result<Arc<CachedView>, LoadError>
@@ -196,24 +263,29 @@ impl ViewCache {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<u8>, crate::http::error::ApiError>> + Send + 'static,
     {
-        let version = self.version(tenant).await;
-        let key = format!("{tenant}:{name}:{version}");
+        let version = self.version(tenant, generation).await;
+        let key = format!("{}{name}:{version}", l1_prefix(tenant, generation));
         let load = Arc::new(load);
+        let counters = self.metrics(generation);
         if !self.settings.l1_enabled {
-            return self.l2_or_load(&key, tenant, load.as_ref()).await;
+            return self
+                .l2_or_load(&key, tenant, generation, load.as_ref())
+                .await;
         }
         if let Some(view) = self.l1.get(&key).await {
-            self.metrics.l1_hits.fetch_add(1, Ordering::Relaxed);
-            self.maybe_refresh_early(&key, tenant, &view, load);
+            counters.l1_hits.fetch_add(1, Ordering::Relaxed);
+            self.maybe_refresh_early(&key, tenant, generation, &view, load);
             return Ok(view);
         }
-        self.metrics.l1_misses.fetch_add(1, Ordering::Relaxed);
+        counters.l1_misses.fetch_add(1, Ordering::Relaxed);
         let cache = self.clone();
         let loader = load.clone();
         let fill_key = key.clone();
         self.l1
             .try_get_with(key, async move {
-                cache.l2_or_load(&fill_key, tenant, loader.as_ref()).await
+                cache
+                    .l2_or_load(&fill_key, tenant, generation, loader.as_ref())
+                    .await
             })
             .await
             .map_err(|error: Arc<LoadError>| (*error).clone())
@@ -223,21 +295,23 @@ impl ViewCache {
         &self,
         key: &str,
         tenant: TenantId,
+        generation: Generation,
         load: &F,
     ) -> Result<Arc<CachedView>, LoadError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, crate::http::error::ApiError>>,
     {
+        let counters = self.metrics(generation);
         let l2_key = l2_key(tenant, key);
         let mut get = redis::cmd("GET");
         get.arg(&l2_key);
         if let Ok(Some(body)) = self.redis.query::<Option<Vec<u8>>>(&get).await {
-            self.metrics.l2_hits.fetch_add(1, Ordering::Relaxed);
+            counters.l2_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Arc::new(CachedView::new(body, Duration::ZERO)));
         }
-        self.metrics.l2_misses.fetch_add(1, Ordering::Relaxed);
-        self.load_fresh(key, tenant, load).await
+        counters.l2_misses.fetch_add(1, Ordering::Relaxed);
+        self.load_fresh(key, tenant, generation, load).await
     }
 
     /// XFetch: refresh in the background when `now + cost·β·(−ln U)` passes expiry.
@@ -245,6 +319,7 @@ impl ViewCache {
         self: &Arc<Self>,
         key: &str,
         tenant: TenantId,
+        generation: Generation,
         view: &Arc<CachedView>,
         load: Arc<F>,
     ) where
@@ -265,11 +340,16 @@ impl ViewCache {
         if !claimed {
             return;
         }
-        self.metrics.early_refreshes.fetch_add(1, Ordering::Relaxed);
+        self.metrics(generation)
+            .early_refreshes
+            .fetch_add(1, Ordering::Relaxed);
         let cache = self.clone();
         let key = key.to_owned();
         tokio::spawn(async move {
-            if let Ok(fresh) = cache.load_fresh(&key, tenant, load.as_ref()).await {
+            if let Ok(fresh) = cache
+                .load_fresh(&key, tenant, generation, load.as_ref())
+                .await
+            {
                 cache.l1.insert(key.clone(), fresh).await;
             }
             cache.refreshing.invalidate(&key);
@@ -282,13 +362,16 @@ impl ViewCache {
         &self,
         key: &str,
         tenant: TenantId,
+        generation: Generation,
         load: &F,
     ) -> Result<Arc<CachedView>, LoadError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, crate::http::error::ApiError>>,
     {
-        self.metrics.loads.fetch_add(1, Ordering::Relaxed);
+        self.metrics(generation)
+            .loads
+            .fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let body = load().await.map_err(Arc::new)?;
         let view = Arc::new(CachedView::new(body, started.elapsed()));
@@ -303,10 +386,9 @@ impl ViewCache {
     }
 }
 
-/// The tenant's generation counter; hash-tagged so all of a tenant's keys share
-/// a Redis Cluster slot.
-fn generation_key(tenant: TenantId) -> String {
-    format!("{{t:{tenant}}}:gen")
+/// The start of every L1 key of the tenant's views under `generation`.
+fn l1_prefix(tenant: TenantId, generation: Generation) -> String {
+    format!("{tenant}:{}:", generation.tag())
 }
 
 /// An L2 key: the tenant's hash tag, then the L1 key (which holds the version).

@@ -2,6 +2,8 @@
 
 use super::owner_store;
 use crate::auth::{issue_api_key, revoke_api_key, KeyRequest};
+use crate::cache::redis::Redis;
+use crate::cache::views::{bump_generation, Generation};
 use crate::config::Config;
 use crate::store::operator::{self, OPERATOR_ACTOR};
 use crate::store::tenants::TenantRecord;
@@ -9,7 +11,7 @@ use crate::store::{api_keys, Store};
 use anyhow::{anyhow, bail, Context};
 use chrono::Utc;
 use clap::Subcommand;
-use posture_domain::{ApiKeyId, TenantName, TenantSlug, TenantStatus, Tier};
+use posture_domain::{ApiKeyId, TenantId, TenantName, TenantSlug, TenantStatus, Tier};
 
 /// Operator commands.
 #[derive(Subcommand)]
@@ -60,7 +62,7 @@ pub enum TenantCommand {
     },
     /// List every tenant.
     List,
-    /// Change a tenant's tier (takes effect within seconds on every instance).
+    /// Change a tenant's tier (takes effect on every running server's next request).
     SetTier { tenant: String, tier: String },
     /// Suspend a tenant: its keys are refused with 403.
     Suspend { tenant: String },
@@ -100,9 +102,14 @@ pub enum KeyCommand {
 /// Runs an admin command.
 pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
     let store = owner_store(config).await?;
+    let mut changed_account = None;
     let outcome = match command {
-        AdminCommand::Tenant { command } => run_tenant(&store, command).await,
-        AdminCommand::Key { command } => run_key(&store, command).await,
+        AdminCommand::Tenant { command } => run_tenant(&store, command).await.map(|changed| {
+            changed_account = changed;
+        }),
+        AdminCommand::Key { command } => run_key(&store, command).await.map(|changed| {
+            changed_account = changed;
+        }),
         AdminCommand::RedisBreaker { mode } => {
             let message = match mode {
                 BreakerMode::Open => crate::cache::control::FORCE_OPEN,
@@ -116,11 +123,15 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
         }
     };
     store.close().await;
+    if let Some(tenant) = changed_account {
+        bump_account_generation(config, tenant).await;
+    }
     outcome
 }
 
-async fn run_tenant(store: &Store, command: TenantCommand) -> anyhow::Result<()> {
-    match command {
+/// Runs a tenant command; returns the tenant whose account it changed.
+async fn run_tenant(store: &Store, command: TenantCommand) -> anyhow::Result<Option<TenantId>> {
+    let changed = match command {
         TenantCommand::Create { slug, name, tier } => {
             let slug = TenantSlug::parse(&slug)?;
             let name = TenantName::parse(&name)?;
@@ -130,6 +141,7 @@ async fn run_tenant(store: &Store, command: TenantCommand) -> anyhow::Result<()>
                 "created tenant {} ({}), tier {}",
                 tenant.slug, tenant.id, tenant.tier
             );
+            None
         }
         TenantCommand::List => {
             let tenants = operator::list_tenants(store).await?;
@@ -148,6 +160,7 @@ async fn run_tenant(store: &Store, command: TenantCommand) -> anyhow::Result<()>
                 );
             }
             println!("{} tenant(s)", tenants.len());
+            None
         }
         TenantCommand::SetTier { tenant, tier } => {
             let tier: Tier = tier.parse()?;
@@ -157,12 +170,13 @@ async fn run_tenant(store: &Store, command: TenantCommand) -> anyhow::Result<()>
                 "tenant {}: tier {} -> {}",
                 updated.slug, tenant.tier, updated.tier
             );
+            Some(tenant.id)
         }
         TenantCommand::Suspend { tenant } => {
-            set_status(store, &tenant, TenantStatus::Suspended).await?
+            Some(set_status(store, &tenant, TenantStatus::Suspended).await?)
         }
         TenantCommand::Activate { tenant } => {
-            set_status(store, &tenant, TenantStatus::Active).await?
+            Some(set_status(store, &tenant, TenantStatus::Active).await?)
         }
         TenantCommand::Delete { tenant, yes } => {
             let tenant = find(store, &tenant).await?;
@@ -177,20 +191,22 @@ async fn run_tenant(store: &Store, command: TenantCommand) -> anyhow::Result<()>
                 "deleted tenant {} ({}) and all of its data",
                 tenant.slug, tenant.id
             );
+            Some(tenant.id)
         }
-    }
-    Ok(())
+    };
+    Ok(changed)
 }
 
-async fn set_status(store: &Store, tenant: &str, status: TenantStatus) -> anyhow::Result<()> {
+async fn set_status(store: &Store, tenant: &str, status: TenantStatus) -> anyhow::Result<TenantId> {
     let tenant = find(store, tenant).await?;
     let updated = operator::set_status(store, tenant.id, status).await?;
     println!("tenant {}: {}", updated.slug, updated.status.as_str());
-    Ok(())
+    Ok(tenant.id)
 }
 
-async fn run_key(store: &Store, command: KeyCommand) -> anyhow::Result<()> {
-    match command {
+/// Runs a key command; returns the tenant whose account it changed.
+async fn run_key(store: &Store, command: KeyCommand) -> anyhow::Result<Option<TenantId>> {
+    let changed = match command {
         KeyCommand::Create {
             tenant,
             name,
@@ -219,6 +235,7 @@ async fn run_key(store: &Store, command: KeyCommand) -> anyhow::Result<()> {
                 record.scopes.names().join(",")
             );
             println!("key (shown only once): {}", token.expose());
+            None
         }
         KeyCommand::List { tenant } => {
             let tenant = find(store, &tenant).await?;
@@ -244,6 +261,7 @@ async fn run_key(store: &Store, command: KeyCommand) -> anyhow::Result<()> {
                 );
             }
             println!("{} key(s)", keys.len());
+            None
         }
         KeyCommand::Revoke { tenant, key_id } => {
             let tenant = find(store, &tenant).await?;
@@ -254,14 +272,34 @@ async fn run_key(store: &Store, command: KeyCommand) -> anyhow::Result<()> {
             tx.commit().await?;
             match revoked {
                 Some(record) => println!(
-                    "revoked {} ({}); every instance refuses it within 5 s",
+                    "revoked {} ({}); running servers refuse it from their next request",
                     record.key_id, record.name
                 ),
                 None => bail!("tenant {} has no key {key_id}", tenant.slug),
             }
+            Some(tenant.id)
         }
+    };
+    Ok(changed)
+}
+
+/// Makes Redis's cached copies of the tenant's credentials and organization
+/// stale. Running servers also do it when the change's notification reaches
+/// them; this covers Redis entries that would outlive a moment when no server
+/// is running. Best effort: without Redis there is nothing cached there.
+async fn bump_account_generation(config: &Config, tenant: TenantId) {
+    let bumped = match Redis::new(&config.redis_settings()) {
+        Ok(redis) if redis.is_enabled() => {
+            bump_generation(&redis, tenant, Generation::Account).await
+        }
+        _ => true,
+    };
+    if !bumped {
+        eprintln!(
+            "note: Redis did not answer; running servers drop their cached credentials on the \
+             change's notification, and Redis's copies expire within cache_l2_ttl_secs"
+        );
     }
-    Ok(())
 }
 
 async fn find(store: &Store, id_or_slug: &str) -> anyhow::Result<TenantRecord> {

@@ -5,6 +5,7 @@ use super::extract::{ApiJson, ApiQuery};
 use super::middleware::RequestId;
 use super::pagination::{Cursor, Page, PageQuery};
 use crate::auth::{issue_api_key, revoke_api_key, KeyRequest, TenantContext};
+use crate::cache::views::Generation;
 use crate::state::AppState;
 use crate::store::api_keys::{self, ApiKeyRecord, KeyPageCursor};
 use axum::extract::{Path, State};
@@ -181,7 +182,7 @@ pub async fn get(
 }
 
 /// Revoke an API key. It stops working on this instance at once and on every
-/// instance within 5 seconds. Revoking a revoked key is a no-op.
+/// other instance within a second. Revoking a revoked key is a no-op.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", security(("api_key" = [])),
     params(("id" = String, Path, description = "Key id, `key_…`")),
     responses(
@@ -201,6 +202,10 @@ pub async fn revoke(
         .await?
         .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
-    state.verifier.forget_key(context.tenant_id, &key_id);
+    // At once here; other servers drop it on the commit's notification.
+    state
+        .views
+        .invalidate(context.tenant_id, Generation::Account)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

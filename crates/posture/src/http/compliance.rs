@@ -11,7 +11,8 @@ use super::extract::ApiQuery;
 use super::findings::{after_finding, finding_cursor, FindingView};
 use super::pagination::{Page, PageQuery};
 use crate::auth::TenantContext;
-use crate::cache::http::respond;
+use crate::cache::http::{cached_json, respond};
+use crate::cache::views::Generation;
 use crate::state::AppState;
 use crate::store::finding_queries::{self, ControlFilter};
 use crate::store::{frameworks, posture as posture_store, TenantTx};
@@ -177,21 +178,14 @@ pub async fn overview(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     context.require(Scope::Read)?;
-    let tenant_id = context.tenant_id;
-    let loader_state = state.clone();
-    let view = state
-        .views
-        .get_or_load(tenant_id, "compliance", move || {
-            let state = loader_state.clone();
-            async move {
-                let overview = build_overview(&state, tenant_id).await?;
-                serde_json::to_vec(&overview).map_err(|error| {
-                    ApiError::Internal(anyhow::Error::new(error).context("serializing compliance"))
-                })
-            }
-        })
-        .await
-        .map_err(|error| error.duplicate())?;
+    let view = cached_json(
+        &state,
+        context.tenant_id,
+        Generation::Posture,
+        "compliance",
+        |state, tenant_id| async move { build_overview(&state, tenant_id).await },
+    )
+    .await?;
     Ok(respond(
         &headers,
         &view,

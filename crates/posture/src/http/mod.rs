@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod assets;
+pub mod catalog;
 pub mod compliance;
 pub mod error;
 pub mod extract;
@@ -101,6 +102,16 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        // Public and tenant-independent: no key, CDN-cacheable.
+        .route("/v1/catalog/frameworks", get(catalog::frameworks))
+        .route(
+            "/v1/catalog/frameworks/{framework}",
+            get(catalog::framework),
+        )
+        .route(
+            "/v1/catalog/weakness-classes",
+            get(catalog::weakness_classes),
+        )
         // Tenant-independent and versioned with the binary: cacheable by a CDN.
         .merge(
             Router::<AppState>::from(

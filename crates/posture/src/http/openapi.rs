@@ -17,6 +17,9 @@ use utoipa::{Modify, OpenApi};
         super::compliance::overview,
         super::compliance::framework,
         super::compliance::control,
+        super::catalog::frameworks,
+        super::catalog::framework,
+        super::catalog::weakness_classes,
         super::frameworks::create,
         super::frameworks::list,
         super::frameworks::get,
@@ -59,6 +62,7 @@ use utoipa::{Modify, OpenApi};
         (name = "findings", description = "De-duplicated findings, their history, and triage"),
         (name = "posture", description = "The security score with its working, and its history"),
         (name = "compliance", description = "Compliance with SOC 2, ISO 27001, NIST 800-53, PCI DSS, CIS Controls and custom frameworks, down to the failing findings"),
+        (name = "catalog", description = "The built-in compliance catalog: frameworks, controls and mappings (public, no key needed)"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )
 )]

@@ -1,13 +1,17 @@
-//! `GET /v1/org`: the caller's organization.
+//! `GET /v1/org`: the caller's organization, cached under the tenant's account
+//! generation (bumped by tier and status changes).
 
 use super::error::ApiError;
 use crate::auth::TenantContext;
+use crate::cache::http::{cached_json, respond};
+use crate::cache::views::Generation;
 use crate::state::AppState;
 use crate::store::tenants;
 use axum::extract::State;
-use axum::Json;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
-use posture_domain::{Scope, TenantStatus, Tier};
+use posture_domain::{Scope, TenantId, TenantStatus, Tier};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -35,24 +39,44 @@ pub struct Limits {
     pub advanced_scans: bool,
 }
 
-/// The organization the API key belongs to.
+/// The organization the API key belongs to. Cached (L1 → Redis → PostgreSQL)
+/// until its tier or status changes; `ETag` and `If-None-Match` work as usual.
 #[utoipa::path(get, path = "/v1/org", tag = "org", security(("api_key" = [])),
     responses(
         (status = 200, description = "The caller's organization", body = Org),
+        (status = 304, description = "Not modified (`If-None-Match` named the current `ETag`)"),
         (status = 401, description = "Missing or invalid API key", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_org(
     State(state): State<AppState>,
     context: TenantContext,
-) -> Result<Json<Org>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     context.require(Scope::Read)?;
-    let tenant = crate::tenant_read!(state.store, context.tenant_id, |tx| {
+    let view = cached_json(
+        &state,
+        context.tenant_id,
+        Generation::Account,
+        "org",
+        |state, tenant_id| async move { build(&state, tenant_id).await },
+    )
+    .await?;
+    Ok(respond(
+        &headers,
+        &view,
+        state.config.http_cache_max_age_secs,
+    ))
+}
+
+/// The organization from the database.
+async fn build(state: &AppState, tenant_id: TenantId) -> Result<Org, ApiError> {
+    let tenant = crate::tenant_read!(state.store, tenant_id, |tx| {
         tenants::current(&mut tx).await?
     })?
     // The key was verified moments ago; a missing tenant was deleted since.
     .ok_or(ApiError::NotFound)?;
     let limits = tenant.tier.limits();
-    Ok(Json(Org {
+    Ok(Org {
         id: tenant.id.as_uuid(),
         slug: tenant.slug,
         name: tenant.name,
@@ -65,5 +89,5 @@ pub async fn get_org(
             requests_per_month: limits.per_month,
             advanced_scans: limits.advanced_scans,
         },
-    }))
+    })
 }

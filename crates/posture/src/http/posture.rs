@@ -4,8 +4,8 @@
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use crate::auth::TenantContext;
-use crate::cache::http::respond;
-use crate::cache::views::CachedView;
+use crate::cache::http::{cached_json, respond};
+use crate::cache::views::{CachedView, Generation};
 use crate::state::AppState;
 use crate::store::posture::{self as posture_store, Snapshot, StoredPosture};
 use crate::summary::refresh;
@@ -75,20 +75,14 @@ pub async fn get(
 
 /// The tenant's posture body through the view cache (also used to warm it).
 pub async fn cached(state: &AppState, tenant_id: TenantId) -> Result<Arc<CachedView>, ApiError> {
-    let loader_state = state.clone();
-    state
-        .views
-        .get_or_load(tenant_id, "posture", move || {
-            let state = loader_state.clone();
-            async move {
-                let posture = build(&state, tenant_id).await?;
-                serde_json::to_vec(&posture).map_err(|error| {
-                    ApiError::Internal(anyhow::Error::new(error).context("serializing posture"))
-                })
-            }
-        })
-        .await
-        .map_err(|error| error.duplicate())
+    cached_json(
+        state,
+        tenant_id,
+        Generation::Posture,
+        "posture",
+        |state, tenant_id| async move { build(&state, tenant_id).await },
+    )
+    .await
 }
 
 /// The posture view from the database: the stored summary and the snapshots it

@@ -4,9 +4,35 @@
 //! callers' own fallbacks — polling, defaults — apply).
 
 use super::Store;
+use posture_domain::TenantId;
 use sqlx::postgres::PgListener;
+use sqlx::PgConnection;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// The channel of control messages to every running server (operator commands,
+/// account changes).
+pub const CONTROL_CHANNEL: &str = "posture_control";
+
+/// The start of the control message saying a tenant's account changed; the
+/// tenant's id follows.
+pub const ACCOUNT_CHANGED: &str = "account-changed:";
+
+/// Tells every server, when the transaction on `connection` commits, that the
+/// tenant's tier, status or keys changed, so they drop what they cached about
+/// its credentials and organization (PostgreSQL delivers notifications on
+/// commit only, and not at all on rollback).
+pub async fn account_changed(
+    connection: &mut PgConnection,
+    tenant_id: TenantId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CONTROL_CHANNEL)
+        .bind(format!("{ACCOUNT_CHANGED}{tenant_id}"))
+        .execute(connection)
+        .await
+        .map(|_| ())
+}
 
 /// Calls `on_payload` for every notification on `channel` until `shutdown`.
 pub async fn listen(

@@ -8,7 +8,7 @@
 
 use super::audit::{self, AuditEntry};
 use super::tenants::{TenantRecord, TenantRow, TENANT_COLUMNS};
-use super::Store;
+use super::{notifications, Store};
 use posture_domain::{TenantId, TenantName, TenantSlug, TenantStatus, Tier};
 use serde_json::json;
 
@@ -156,6 +156,7 @@ async fn update_tenant(
         },
     )
     .await?;
+    notifications::account_changed(tx.conn(), tenant_id).await?;
     tx.commit().await?;
     row.try_into()
 }
@@ -170,6 +171,7 @@ pub async fn delete_tenant(store: &Store, tenant_id: TenantId) -> Result<bool, s
         .execute(tx.conn())
         .await?
         .rows_affected();
+    notifications::account_changed(tx.conn(), tenant_id).await?;
     tx.commit().await?;
     if deleted == 1 {
         // The tenant's own audit log went with it; this line is the record.

@@ -12,7 +12,7 @@
 //!    the job.
 
 use super::{CostlyFinding, FactorView, PostureSummary, Remediation, MTTR_WINDOW_DAYS};
-use crate::cache::views::ViewCache;
+use crate::cache::views::{Generation, ViewCache};
 use crate::jobs::queue::{self, ClaimedJob};
 use crate::store::posture::{self as posture_store, LiveFinding, Snapshot, SummaryRecord};
 use crate::store::{frameworks, Store};
@@ -169,7 +169,7 @@ pub async fn refresh(
     }
     tx.commit().await?;
     if let (true, Some(views)) = (stored, views) {
-        views.invalidate_tenant(tenant_id).await;
+        views.invalidate(tenant_id, Generation::Posture).await;
     }
     // The job ends only after the cached views were invalidated, so "no
     // refresh pending" implies "no stale view cached here". A crash before this

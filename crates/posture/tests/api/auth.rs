@@ -11,7 +11,7 @@ use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
 /// Polls `check` every 50 ms until it holds or `limit` passes; returns the time taken.
-async fn eventually<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+pub(crate) async fn eventually<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -95,7 +95,7 @@ async fn missing_malformed_unknown_and_revoked_keys_get_401_problems() {
 }
 
 /// Recomputes the trailing CRC32 checksum of a token whose body was edited.
-fn fix_checksum(token: &str) -> String {
+pub(crate) fn fix_checksum(token: &str) -> String {
     let payload = &token[..token.len() - 6];
     let checksum =
         posture_domain::base62::encode_fixed(u128::from(crc32(payload.as_bytes())), 6).unwrap();
@@ -205,7 +205,7 @@ async fn expired_keys_and_suspended_tenants_are_refused() {
 }
 
 #[tokio::test]
-async fn revocation_reaches_another_instance_within_five_seconds() {
+async fn revocation_reaches_another_instance_within_a_second() {
     let first = TestApp::spawn().await;
     let tenant = first.create_tenant(Tier::Enterprise).await;
     let shared = TestDatabase {
@@ -226,12 +226,14 @@ async fn revocation_reaches_another_instance_within_five_seconds() {
         204
     );
 
+    // The revoking transaction notifies every server, and the key's cached
+    // credentials are under the tenant's account generation, which it bumps.
     let took = eventually(Duration::from_secs(6), || async {
         second.get("/v1/org", &key).await.status() == 401
     })
     .await
     .expect("the revoked key still worked on the second instance after 6 s");
-    assert!(took <= Duration::from_secs(5), "revocation took {took:?}");
+    assert!(took <= Duration::from_secs(1), "revocation took {took:?}");
 }
 
 #[tokio::test]

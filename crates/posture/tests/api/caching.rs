@@ -23,7 +23,7 @@ const COMMAND_TIMEOUT_MS: u64 = 50;
 
 /// Points the application at `redis`, with a breaker quick to open and to
 /// probe again, so a test sees both within a second or two.
-fn use_redis(config: &mut Config, redis: &RedisServer) {
+pub(crate) fn use_redis(config: &mut Config, redis: &RedisServer) {
     config.redis_url = SecretUrl::new(redis.url());
     config.redis_command_timeout_ms = COMMAND_TIMEOUT_MS;
     config.redis_connect_timeout_ms = 100;
@@ -83,7 +83,7 @@ async fn ready(app: &TestApp) -> (u16, Value) {
 }
 
 /// The value of the `/metrics` sample `series` (name with its labels, as printed).
-async fn metric(app: &TestApp, series: &str) -> f64 {
+pub(crate) async fn metric(app: &TestApp, series: &str) -> f64 {
     let text = app
         .client
         .get(format!("{}/metrics", app.address))
@@ -102,14 +102,14 @@ async fn metric(app: &TestApp, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no `{series}` in /metrics:\n{text}"))
 }
 
-const L2_HITS: &str = "posture_cache_hits_total{layer=\"l2\"}";
+const L2_HITS: &str = "posture_cache_hits_total{views=\"posture\",layer=\"l2\"}";
 const REDIS_CALLS: &str = "posture_redis_calls_total";
 const REDIS_BYPASSED: &str = "posture_redis_bypassed_total";
-const L1_HITS: &str = "posture_cache_hits_total{layer=\"l1\"}";
+const L1_HITS: &str = "posture_cache_hits_total{views=\"posture\",layer=\"l1\"}";
 
 /// Polls `/health/ready` until `redis.breaker` is `state` (every poll must be
 /// 200: Redis is never required for readiness); returns how long it took.
-async fn wait_for_breaker(app: &TestApp, state: &str, within: Duration) -> Duration {
+pub(crate) async fn wait_for_breaker(app: &TestApp, state: &str, within: Duration) -> Duration {
     let started = Instant::now();
     loop {
         let (status, body) = ready(app).await;
@@ -278,7 +278,7 @@ fn report(test: &str, name: &str, stats: &PhaseStats, span: Duration) {
 
 /// A second application on `app`'s database (the database outlives both; test
 /// databases are dropped by scripts/drop-test-databases.sh, never by a test).
-async fn spawn_beside(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> TestApp {
+pub(crate) async fn spawn_beside(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let shared = TestDatabase {
         name: app.database.name.clone(),
     };
@@ -287,7 +287,7 @@ async fn spawn_beside(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> TestAp
     TestApp::spawn_on(shared, config).await
 }
 
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+pub(crate) fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
     response
         .headers()
         .get(name)
@@ -297,7 +297,12 @@ fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
 }
 
 /// `GET path` with `If-None-Match: tag`.
-async fn get_if_none_match(app: &TestApp, path: &str, key: &str, tag: &str) -> reqwest::Response {
+pub(crate) async fn get_if_none_match(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+    tag: &str,
+) -> reqwest::Response {
     app.client
         .get(format!("{}{path}", app.address))
         .bearer_auth(key)
@@ -816,16 +821,23 @@ async fn a_starting_server_warms_the_views_of_recently_active_tenants() {
         config.cache_warm_tenants = 10;
     })
     .await;
-    assert_eq!(metric(&warmed, "posture_cache_loads_total").await, 1.0);
+    assert_eq!(
+        metric(&warmed, "posture_cache_loads_total{views=\"posture\"}").await,
+        1.0
+    );
     let read = warmed.get("/v1/posture", &tenant.admin_key).await;
     assert_eq!(read.status(), 200);
     assert_eq!(
-        metric(&warmed, "posture_cache_loads_total").await,
+        metric(&warmed, "posture_cache_loads_total{views=\"posture\"}").await,
         1.0,
         "the first read after start was served from the warmed cache"
     );
     assert_eq!(
-        metric(&warmed, "posture_cache_hits_total{layer=\"l1\"}").await,
+        metric(
+            &warmed,
+            "posture_cache_hits_total{views=\"posture\",layer=\"l1\"}"
+        )
+        .await,
         1.0
     );
 
@@ -835,7 +847,10 @@ async fn a_starting_server_warms_the_views_of_recently_active_tenants() {
         config.cache_warm_tenants = 0;
     })
     .await;
-    assert_eq!(metric(&cold, "posture_cache_loads_total").await, 0.0);
+    assert_eq!(
+        metric(&cold, "posture_cache_loads_total{views=\"posture\"}").await,
+        0.0
+    );
 }
 
 /// Tenant-independent resources are cacheable by a CDN.

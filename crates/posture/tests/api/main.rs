@@ -4,9 +4,11 @@
 
 mod support;
 
+mod account_cache;
 mod assets;
 mod auth;
 mod caching;
+mod catalog;
 mod cli;
 mod compliance;
 mod cross_tenant;

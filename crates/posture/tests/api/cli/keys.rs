@@ -100,7 +100,7 @@ async fn cli_keys_carry_their_scopes_and_revocation_reaches_the_api_within_5_s()
 async fn a_deleted_tenants_still_cached_key_never_gets_a_5xx() {
     // The longest TTL the configuration allows, so the checks run while the server
     // still trusts its cached verdict for the key.
-    let app = spawn(|config| config.auth_cache_ttl_ms = 5_000).await;
+    let app = spawn(|config| config.cache_l1_ttl_ms = 5_000).await;
     let key = tenant_with_key(&app.database, "acme", "read,write,admin").await;
     assert_eq!(
         app.get("/v1/org", &key).await.status(),

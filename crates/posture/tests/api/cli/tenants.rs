@@ -177,7 +177,7 @@ async fn rows_of(connection: &mut PgConnection, tenant_id: &str) -> Vec<(String,
 
 #[tokio::test]
 async fn delete_needs_yes_and_then_removes_every_row_of_the_tenant_only() {
-    let app = spawn(|config| config.auth_cache_ttl_ms = 500).await;
+    let app = spawn(|config| config.cache_l1_ttl_ms = 500).await;
     let database = &app.database;
     let key = tenant_with_key(database, "acme", "read,write,admin").await;
     let other_key = tenant_with_key(database, "other", "read").await;
@@ -433,11 +433,11 @@ async fn configuration_and_connection_problems_fail_readably_without_leaking_sec
     let run = posture_with(
         &database,
         &["admin", "tenant", "list"],
-        &[("POSTURE_AUTH_CACHE_TTL_MS", "9000")],
+        &[("POSTURE_CACHE_L1_TTL_MS", "9000")],
     )
     .await;
     assert_eq!(run.code, Some(2), "{run:?}");
-    assert!(run.failed().contains("auth_cache_ttl_ms"));
+    assert!(run.failed().contains("cache_l1_ttl_ms"));
     let run = posture_with(
         &database,
         &["admin", "tenant", "list"],
