@@ -112,6 +112,10 @@ pub struct Config {
     pub http_cache_max_age_secs: u64,
     pub cache_warm_tenants: u32,
     pub cache_warm_timeout_ms: u64,
+    pub rate_limits_enabled: bool,
+    pub ip_rate_limit_per_minute: u64,
+    pub usage_flush_interval_ms: u64,
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for Config {
@@ -169,6 +173,10 @@ impl Default for Config {
             http_cache_max_age_secs: 5,
             cache_warm_tenants: 1_000,
             cache_warm_timeout_ms: 2_000,
+            rate_limits_enabled: true,
+            ip_rate_limit_per_minute: 60,
+            usage_flush_interval_ms: 2_000,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -236,6 +244,10 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_CACHE_WARM_TENANTS", toml_key: "cache_warm_tenants", default: "1000", meaning: "At start-up, the posture views of this many most recently active tenants are loaded into the cache before the server accepts requests (0: none)." },
     SettingDoc { env: "POSTURE_CACHE_WARM_TIMEOUT_MS", toml_key: "cache_warm_timeout_ms", default: "2000", meaning: "Longest that warming may delay start-up; whatever is not loaded by then is loaded on demand." },
     SettingDoc { env: "POSTURE_HTTP_CACHE_MAX_AGE_SECS", toml_key: "http_cache_max_age_secs", default: "5", meaning: "`Cache-Control: private, max-age` of cached tenant reads (they also carry an ETag for `If-None-Match`)." },
+    SettingDoc { env: "POSTURE_RATE_LIMITS_ENABLED", toml_key: "rate_limits_enabled", default: "true", meaning: "Enforce the tiers' rate limits and quotas and the per-IP limit (off: for benchmarks only)." },
+    SettingDoc { env: "POSTURE_IP_RATE_LIMIT_PER_MINUTE", toml_key: "ip_rate_limit_per_minute", default: "60", meaning: "Requests per minute from one client address without a valid API key (401s and public routes), per server." },
+    SettingDoc { env: "POSTURE_USAGE_FLUSH_INTERVAL_MS", toml_key: "usage_flush_interval_ms", default: "2000", meaning: "How often each server adds the requests it admitted to PostgreSQL (the durable day and month usage); at most 10000." },
+    SettingDoc { env: "POSTURE_TRUST_FORWARDED_FOR", toml_key: "trust_forwarded_for", default: "false", meaning: "Take the client address from the last `X-Forwarded-For` entry (only behind a proxy that appends it)." },
 ];
 
 impl Config {
@@ -462,6 +474,26 @@ impl Config {
             "POSTURE_CACHE_WARM_TIMEOUT_MS",
             &mut self.cache_warm_timeout_ms,
         )?;
+        set(
+            &env,
+            "POSTURE_RATE_LIMITS_ENABLED",
+            &mut self.rate_limits_enabled,
+        )?;
+        set(
+            &env,
+            "POSTURE_IP_RATE_LIMIT_PER_MINUTE",
+            &mut self.ip_rate_limit_per_minute,
+        )?;
+        set(
+            &env,
+            "POSTURE_USAGE_FLUSH_INTERVAL_MS",
+            &mut self.usage_flush_interval_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_TRUST_FORWARDED_FOR",
+            &mut self.trust_forwarded_for,
+        )?;
         if let Some(format) = env("POSTURE_LOG_FORMAT") {
             self.log_format = match format.trim() {
                 "text" => LogFormat::Text,
@@ -490,6 +522,12 @@ impl Config {
             bail!(
                 "cache_l1_ttl_ms must be at most 5000: a revoked key must stop working within 5 s"
             );
+        }
+        if !(100..=10_000).contains(&self.usage_flush_interval_ms) {
+            bail!("usage_flush_interval_ms must be between 100 and 10000: usage must reach PostgreSQL within seconds");
+        }
+        if self.ip_rate_limit_per_minute == 0 {
+            bail!("ip_rate_limit_per_minute must be at least 1");
         }
         if self.cache_version_ttl_ms > 5_000 {
             bail!("cache_version_ttl_ms must be at most 5000: a revoked key must stop working within 5 s");
@@ -596,6 +634,9 @@ mod tests {
         let config = from_env(&[]).unwrap();
         assert_eq!((config.db_pool_min, config.db_pool_max), (20, 60));
         assert_eq!(config.log_format, LogFormat::Text);
+        // Limits are on unless a benchmark turns them off.
+        assert!(config.rate_limits_enabled);
+        assert_eq!(config.ip_rate_limit_per_minute, 60);
     }
 
     #[test]

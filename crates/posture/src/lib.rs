@@ -11,6 +11,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod jobs;
+pub mod limits;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -7,6 +7,8 @@ use crate::config::Config;
 use crate::http;
 use crate::http::metrics::Metrics;
 use crate::jobs::worker::spawn_workers;
+use crate::limits::clock::{Clock, SystemClock};
+use crate::limits::RateLimiter;
 use crate::state::AppState;
 use crate::store::{wait_until_reachable, PoolSettings, Store};
 use anyhow::Context;
@@ -28,6 +30,15 @@ impl Application {
     /// Connects to the database (retrying with backoff until the configured
     /// deadline) and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Application::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with the clock rate limits and quotas follow
+    /// (tests move it).
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
         let store = Store::connect_lazy(
             config.database_url.expose(),
             &PoolSettings::from_config(&config),
@@ -44,6 +55,17 @@ impl Application {
         let redis = Redis::new(&config.redis_settings()).context("the Redis URL")?;
         let views = Arc::new(ViewCache::new(config.view_cache_settings(), redis.clone()));
         let verifier = KeyVerifier::new(store.clone(), views.clone());
+        let limiter = Arc::new(RateLimiter::new(
+            redis.clone(),
+            clock,
+            config.ip_rate_limit_per_minute,
+        ));
+        // Counters never read below what PostgreSQL recorded: load it before
+        // the first request (a Redis that lost its data is re-seeded from it).
+        let now = limiter.clock().now();
+        if let Err(error) = limiter.usage().load_floors(&store, now, None).await {
+            tracing::warn!(%error, "usage floors not loaded; counting from Redis alone until the next flush");
+        }
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -55,6 +77,7 @@ impl Application {
             )),
             redis,
             views,
+            limiter,
         };
         // Before the listener accepts anything, so readiness follows warmth.
         crate::cache::warm::warm(
@@ -102,6 +125,7 @@ impl Application {
         // recorded by requests finishing during the drain are written too.
         let flusher_stop = CancellationToken::new();
         let flusher = tokio::spawn(flush_last_used(state.clone(), flusher_stop.clone()));
+        let usage_flusher = tokio::spawn(flush_usage(state.clone(), flusher_stop.clone()));
         // Workers stop after the HTTP drain, finishing the job in hand.
         let workers_stop = CancellationToken::new();
         let workers = spawn_workers(
@@ -155,6 +179,7 @@ impl Application {
         // The flusher writes once more on its way out.
         flusher_stop.cancel();
         let _ = flusher.await;
+        let _ = usage_flusher.await;
         // Connections still held by requests that outlived the grace period are
         // not waited for beyond it.
         if tokio::time::timeout(grace, state.store.close())
@@ -179,6 +204,38 @@ async fn flush_last_used(state: AppState, shutdown: CancellationToken) {
             _ = ticks.tick() => state.last_used.flush(&state.store).await,
             () = shutdown.cancelled() => {
                 state.last_used.flush(&state.store).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Adds admitted requests to PostgreSQL's usage periodically and once at
+/// shutdown; prunes old usage rows hourly.
+async fn flush_usage(state: AppState, shutdown: CancellationToken) {
+    let limiter = state.limiter.clone();
+    let flush = || async {
+        let now = limiter.clock().now();
+        if let Err(error) = limiter.usage().flush(&state.store, now).await {
+            tracing::warn!(%error, "usage not flushed; kept for the next flush");
+        }
+    };
+    let mut ticks = tokio::time::interval(Duration::from_millis(
+        state.config.usage_flush_interval_ms.max(100),
+    ));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prunes = tokio::time::interval(Duration::from_secs(3_600));
+    prunes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => flush().await,
+            _ = prunes.tick() => {
+                if let Err(error) = crate::limits::usage::prune(&state.store, limiter.clock().now()).await {
+                    tracing::warn!(%error, "old usage rows not pruned");
+                }
+            }
+            () = shutdown.cancelled() => {
+                flush().await;
                 return;
             }
         }

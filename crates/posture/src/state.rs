@@ -5,6 +5,7 @@ use crate::cache::redis::Redis;
 use crate::cache::views::ViewCache;
 use crate::config::Config;
 use crate::http::metrics::Metrics;
+use crate::limits::RateLimiter;
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -29,4 +30,6 @@ pub struct AppState {
     pub redis: Redis,
     /// Cached tenant views (L1 → L2 → PostgreSQL).
     pub views: Arc<ViewCache>,
+    /// Rate limits and quotas.
+    pub limiter: Arc<RateLimiter>,
 }

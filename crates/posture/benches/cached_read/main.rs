@@ -1,6 +1,9 @@
 //! Cached read benchmark: throughput and latency of `GET /v1/posture` with the
 //! view cache's in-process layer on (L1 + L2), off (Redis only), and with Redis
-//! down (circuit breaker open: every read falls back to L1 and PostgreSQL).
+//! down (circuit breaker open: every read falls back to L1 and PostgreSQL), all
+//! with rate limits off; then L1 + L2 with rate limits on (the limiter's cost:
+//! one Redis script call per request), and the 429 path (one free tenant
+//! hammered past its limit: every measured answer is a refusal).
 //!
 //! ```text
 //! bash scripts/bench-cached-read.sh                  # setup, release build, run
@@ -9,8 +12,9 @@
 //! ```
 //!
 //! Creates and migrates a database of its own (`posture_bench_<unix time>`,
-//! dropped at the end), creates `--tenants` Enterprise tenants with one read key
-//! each, then for each configuration builds a fresh `Application` on that
+//! dropped at the end), creates `--tenants` (2,000) Enterprise tenants with one
+//! read key each — enough that no tenant reaches its 1,000 requests a minute —
+//! and one free tenant, then for each configuration builds a fresh `Application` on that
 //! database (in this process, port 0) and drives it with a closed-loop client:
 //! `--concurrency` tasks sharing one HTTP client, each looping `GET /v1/posture`
 //! with the keys in rotation. Every tenant is read once first (the summary is
@@ -72,7 +76,7 @@ impl Settings {
         let settings = Settings {
             seconds: number("--seconds", 10)?,
             warm_up_seconds: number("--warm-up", 2)?,
-            tenants: usize::try_from(number("--tenants", 200)?)?,
+            tenants: usize::try_from(number("--tenants", 2000)?)?,
             concurrency: usize::try_from(number("--concurrency", 64)?)?,
         };
         anyhow::ensure!(
@@ -90,6 +94,11 @@ struct Variant {
     redis_url: String,
     /// Wait for `/health/ready` to report the breaker open before measuring.
     breaker_open: bool,
+    /// Enforce the tiers' rate limits.
+    rate_limits: bool,
+    /// Hammer one free tenant past its limit (every measured answer is 429)
+    /// instead of reading as the enterprise tenants.
+    over_the_limit: bool,
 }
 
 /// What one configuration measured.
@@ -184,43 +193,57 @@ fn main() -> anyhow::Result<()> {
 /// Seeds the database and measures every configuration on it.
 async fn run(settings: &Settings, database: &str) -> anyhow::Result<(String, Vec<VariantResult>)> {
     let postgres = database::server_version(database).await?;
-    let keys = seed(database, settings.tenants).await?;
+    let keys = seed(database, settings.tenants, Tier::Enterprise).await?;
+    let free_key = seed(database, 1, Tier::Free).await?;
     eprintln!("bench: {} tenants with a read key each", keys.len());
     let redis_host = std::env::var("POSTURE_REDIS_HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let redis_port = std::env::var("POSTURE_REDIS_PORT").unwrap_or_else(|_| "6379".into());
     let redis_url = format!("redis://{redis_host}:{redis_port}");
+    let variant = |name, l1_enabled, redis_url: &str, rate_limits, over_the_limit| Variant {
+        name,
+        l1_enabled,
+        redis_url: redis_url.to_owned(),
+        // Nothing listens on port 1: every call fails at once.
+        breaker_open: redis_url.ends_with(":1"),
+        rate_limits,
+        over_the_limit,
+    };
     let variants = [
-        Variant {
-            name: "L1 + L2",
-            l1_enabled: true,
-            redis_url: redis_url.clone(),
-            breaker_open: false,
-        },
-        Variant {
-            name: "L2 only (L1 off)",
-            l1_enabled: false,
-            redis_url,
-            breaker_open: false,
-        },
-        Variant {
-            name: "Redis down (breaker open)",
-            l1_enabled: true,
-            // Nothing listens on port 1: every call fails at once.
-            redis_url: "redis://127.0.0.1:1".into(),
-            breaker_open: true,
-        },
+        variant("L1 + L2", true, &redis_url, false, false),
+        variant("L2 only (L1 off)", false, &redis_url, false, false),
+        variant(
+            "Redis down (breaker open)",
+            true,
+            "redis://127.0.0.1:1",
+            false,
+            false,
+        ),
+        variant("L1 + L2, rate limits on", true, &redis_url, true, false),
+        variant(
+            "429 path: one free tenant over its limit",
+            true,
+            &redis_url,
+            true,
+            true,
+        ),
     ];
     let keys = Arc::new(keys);
+    let free_key = Arc::new(free_key);
     let mut results = Vec::new();
     for variant in &variants {
         eprintln!("bench: {}", variant.name);
+        let keys = if variant.over_the_limit {
+            &free_key
+        } else {
+            &keys
+        };
         results.push(measure(settings, database, variant, keys.clone()).await?);
     }
     Ok((postgres, results))
 }
 
-/// Creates `count` Enterprise tenants with one `read` key each; returns the keys.
-async fn seed(database: &str, count: usize) -> anyhow::Result<Vec<String>> {
+/// Creates `count` tenants on `tier` with one `read` key each; returns the keys.
+async fn seed(database: &str, count: usize, tier: Tier) -> anyhow::Result<Vec<String>> {
     let owner = Store::connect_lazy(
         &url("posture_owner", database),
         &PoolSettings::for_command(&Config::default()),
@@ -229,9 +252,9 @@ async fn seed(database: &str, count: usize) -> anyhow::Result<Vec<String>> {
     for number in 0..count {
         let tenant = operator::create_tenant(
             &owner,
-            &TenantSlug::parse(&format!("bench-{number}"))?,
-            &TenantName::parse(&format!("Benchmark {number}"))?,
-            Tier::Enterprise,
+            &TenantSlug::parse(&format!("bench-{tier}-{number}"))?,
+            &TenantName::parse(&format!("Benchmark {tier} {number}"))?,
+            tier,
         )
         .await?;
         let request = KeyRequest::parse("bench", &["read".into()], None, chrono::Utc::now())
@@ -258,6 +281,7 @@ fn config(database: &str, variant: &Variant) -> Config {
         cache_warm_tenants: 0,
         shutdown_grace_secs: 5,
         cache_l1_enabled: variant.l1_enabled,
+        rate_limits_enabled: variant.rate_limits,
         redis_url: SecretUrl::new(variant.redis_url.clone()),
         ..Config::default()
     }
@@ -281,6 +305,11 @@ async fn measure(
         .build()?;
 
     let result = async {
+        let expected = if variant.over_the_limit {
+            reqwest::StatusCode::TOO_MANY_REQUESTS
+        } else {
+            reqwest::StatusCode::OK
+        };
         // Every tenant once: computes and caches its summary.
         let warm = load(
             &client,
@@ -289,9 +318,11 @@ async fn measure(
             settings.concurrency,
             None,
             keys.len(),
+            expected,
         )
         .await;
-        if warm.errors > 0 {
+        // Over the limit, the first ten are admitted and the rest refused.
+        if warm.errors > 0 && !variant.over_the_limit {
             bail!(
                 "{} of {} warming reads failed: {}",
                 warm.errors,
@@ -317,6 +348,7 @@ async fn measure(
                     settings.concurrency,
                     Some(Duration::from_millis(200)),
                     0,
+                    expected,
                 )
                 .await;
             }
@@ -328,6 +360,7 @@ async fn measure(
             settings.concurrency,
             Some(Duration::from_secs(settings.warm_up_seconds)),
             0,
+            expected,
         )
         .await;
 
@@ -340,6 +373,7 @@ async fn measure(
             settings.concurrency,
             Some(Duration::from_secs(settings.seconds)),
             0,
+            expected,
         )
         .await;
         let after = Counters::read(&state);
@@ -428,6 +462,7 @@ async fn load(
     concurrency: usize,
     duration: Option<Duration>,
     count: usize,
+    expected: reqwest::StatusCode,
 ) -> Load {
     let started = Instant::now();
     let deadline = duration.map(|duration| started + duration);
@@ -453,7 +488,7 @@ async fn load(
                         Ok(response) => {
                             let status = response.status();
                             match response.bytes().await {
-                                Ok(_) if status == reqwest::StatusCode::OK => Ok(()),
+                                Ok(_) if status == expected => Ok(()),
                                 Ok(body) => Err(format!(
                                     "{status}: {}",
                                     String::from_utf8_lossy(&body[..body.len().min(300)])

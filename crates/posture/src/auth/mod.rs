@@ -79,14 +79,28 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = presented_token(request.headers()).ok_or(ApiError::Unauthenticated(
-        "Send an API key as 'Authorization: Bearer sp_live_…'.",
-    ))?;
-    let context = state
-        .verifier
-        .verify(token)
-        .await
-        .map_err(AuthFailure::into_api_error)?;
+    let verified = match presented_token(request.headers()) {
+        None => Err(ApiError::Unauthenticated(
+            "Send an API key as 'Authorization: Bearer sp_live_…'.",
+        )),
+        Some(token) => state
+            .verifier
+            .verify(token)
+            .await
+            .map_err(AuthFailure::into_api_error),
+    };
+    let context = match verified {
+        Ok(context) => context,
+        // A client without a valid key is limited per IP (never on a
+        // tenant's quota), so guessing keys in a loop is slowed down.
+        Err(error @ ApiError::Unauthenticated(_)) => {
+            return Err(
+                crate::limits::middleware::refuse_flooding_client(&state, &request)
+                    .unwrap_or(error),
+            );
+        }
+        Err(error) => return Err(error),
+    };
     tracing::Span::current().record("tenant_id", tracing::field::display(context.tenant_id));
     state.last_used.record(context.tenant_id, &context.key_id);
     request.extensions_mut().insert(context);

@@ -191,11 +191,18 @@ impl Redis {
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        let outcome = if result.is_ok() {
-            Outcome::Success
-        } else {
-            metrics.failures.fetch_add(1, Ordering::Relaxed);
-            Outcome::Failure
+        let outcome = match &result {
+            // An error reply (e.g. NOSCRIPT) is Redis answering: healthy.
+            Ok(_) => Outcome::Success,
+            Err(RedisError::Command(error))
+                if matches!(error.kind(), redis::ErrorKind::Server(_)) =>
+            {
+                Outcome::Success
+            }
+            Err(_) => {
+                metrics.failures.fetch_add(1, Ordering::Relaxed);
+                Outcome::Failure
+            }
         };
         self.inner
             .breaker

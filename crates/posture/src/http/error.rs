@@ -184,6 +184,15 @@ pub enum ApiError {
     /// The request took longer than the configured timeout.
     #[error("request timed out")]
     Timeout,
+    /// A rate limit or quota is used up: 429 naming the policy, with
+    /// `Retry-After`.
+    #[error("{policy} quota exceeded")]
+    QuotaExceeded {
+        /// `minute`, `day`, `month` (the tenant's) or `ip-minute` (a client's).
+        policy: &'static str,
+        quota: u64,
+        retry_after_secs: u64,
+    },
     /// A bug or unexpected failure; the detail is logged, not returned.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -232,6 +241,7 @@ impl ApiError {
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
             ApiError::Unavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -300,6 +310,28 @@ impl ApiError {
                 .with_detail("A dependency is temporarily unavailable; retry shortly."),
             ApiError::Timeout => Problem::new(status, "timeout", "Request timed out")
                 .with_detail("The request took too long; retry shortly."),
+            ApiError::QuotaExceeded {
+                policy,
+                quota,
+                retry_after_secs,
+            } => {
+                let what = match policy {
+                    "minute" => format!("{quota} requests per minute"),
+                    "day" => format!("{quota} requests per day (UTC)"),
+                    "month" => format!("{quota} requests per month (UTC)"),
+                    _ => format!("{quota} unauthenticated requests per minute from one address"),
+                };
+                let mut problem = Problem::new(status, "quota-exceeded", "Quota exceeded")
+                    .with_detail(format!(
+                        "The {policy} limit of {what} is used up; retry in {retry_after_secs} s."
+                    ));
+                let mut extensions = serde_json::Map::new();
+                extensions.insert("policy".into(), serde_json::json!(policy));
+                extensions.insert("quota".into(), serde_json::json!(quota));
+                extensions.insert("retry_after".into(), serde_json::json!(retry_after_secs));
+                problem.extensions = Some(extensions);
+                problem
+            }
             ApiError::Internal(_) => Problem::for_status(status),
         }
     }
@@ -316,7 +348,13 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let challenge = matches!(self, ApiError::Unauthenticated(_));
-        let retry = status == StatusCode::SERVICE_UNAVAILABLE;
+        let retry_after = match &self {
+            ApiError::QuotaExceeded {
+                retry_after_secs, ..
+            } => Some(retry_after_secs.to_string()),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some("1".to_owned()),
+            _ => None,
+        };
         let mut response = self.problem(status).into_response_with(status);
         if challenge {
             response.headers_mut().insert(
@@ -324,10 +362,8 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"posture\""),
             );
         }
-        if retry {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(Ok(seconds)) = retry_after.map(|s| HeaderValue::from_str(&s)) {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
         }
         response
     }

@@ -18,6 +18,7 @@ pub mod pagination;
 pub mod posture;
 pub mod scans;
 pub mod settings;
+pub mod usage;
 
 use crate::auth;
 use crate::state::AppState;
@@ -37,10 +38,12 @@ const PUBLIC_CACHE_CONTROL: &str = "public, max-age=3600";
 
 /// Builds the router with every route and the request path's layers:
 /// request context (id, span, metrics, problem rendering) → panic guard →
-/// timeout → body limit → [authentication → idempotency keys, on `/v1`] → handler.
+/// timeout → body limit → [authentication → rate limits → idempotency keys, on
+/// `/v1`] → handler.
 pub fn router(state: AppState) -> Router {
     let tenant_routes = Router::new()
         .route("/v1/org", get(org::get_org))
+        .route("/v1/usage", get(usage::get))
         .route("/v1/settings", get(settings::get).patch(settings::update))
         .route("/v1/posture", get(posture::get))
         .route("/v1/posture/history", get(posture::history))
@@ -90,6 +93,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::idempotency,
         ))
+        // Limits run right after authentication, before any database work.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::middleware::enforce,
+        ))
         // route_layer: only matched routes authenticate, so an unknown path is a
         // 404 rather than a 401.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -102,15 +110,23 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
-        // Public and tenant-independent: no key, CDN-cacheable.
-        .route("/v1/catalog/frameworks", get(catalog::frameworks))
-        .route(
-            "/v1/catalog/frameworks/{framework}",
-            get(catalog::framework),
-        )
-        .route(
-            "/v1/catalog/weakness-classes",
-            get(catalog::weakness_classes),
+        // Public and tenant-independent: no key, CDN-cacheable; limited per
+        // client IP.
+        .merge(
+            Router::new()
+                .route("/v1/catalog/frameworks", get(catalog::frameworks))
+                .route(
+                    "/v1/catalog/frameworks/{framework}",
+                    get(catalog::framework),
+                )
+                .route(
+                    "/v1/catalog/weakness-classes",
+                    get(catalog::weakness_classes),
+                )
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::limits::middleware::limit_by_ip,
+                )),
         )
         // Tenant-independent and versioned with the binary: cacheable by a CDN.
         .merge(

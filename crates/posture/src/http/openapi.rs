@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         super::org::get_org,
+        super::usage::get,
         super::posture::get,
         super::posture::history,
         super::compliance::overview,

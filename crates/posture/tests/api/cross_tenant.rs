@@ -1004,3 +1004,26 @@ async fn settings_are_per_tenant() {
         .unwrap();
     assert_eq!(a_settings["sla_days"]["critical"], 2);
 }
+
+#[tokio::test]
+async fn one_tenants_quota_and_usage_are_its_own() {
+    let app = TestApp::spawn_with(|config| config.rate_limits_enabled = true).await;
+    let a = app.create_tenant(Tier::Free).await;
+    let b = app.create_tenant(Tier::Free).await;
+    // A uses up its minute.
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        statuses.push(app.get("/v1/org", &a.admin_key).await.status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 1);
+    // B is untouched, and its usage shows only its own requests.
+    let usage = app.get("/v1/usage", &b.admin_key).await;
+    assert_eq!(usage.status(), 200);
+    let usage: Value = usage.json().await.unwrap();
+    assert_eq!(usage["policies"][0]["name"], "minute");
+    assert_eq!(usage["policies"][0]["used"], 1, "{usage}");
+    assert_eq!(usage["policies"][1]["used"], 1, "{usage}");
+    // Another key of A shares A's quota (the tenant's), not a fresh one.
+    let second_key = app.issue_key(a.id, &["read"]).await;
+    assert_eq!(app.get("/v1/org", &second_key).await.status(), 429);
+}

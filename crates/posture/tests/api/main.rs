@@ -19,6 +19,7 @@ mod hostile_input;
 mod idempotency;
 mod jobs;
 mod posture;
+mod rate_limits;
 mod real_reports;
 mod scans;
 mod schema_guard;

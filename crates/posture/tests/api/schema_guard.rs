@@ -161,11 +161,29 @@ async fn the_app_role_is_restricted() {
 
 #[tokio::test]
 async fn without_a_tenant_the_app_role_sees_nothing_and_cannot_insert() {
-    let app = TestApp::spawn().await;
+    // Limits on, so the requests are counted into api_usage.
+    let app = TestApp::spawn_with(|config| {
+        config.rate_limits_enabled = true;
+        config.usage_flush_interval_ms = 100;
+    })
+    .await;
     // Premium: custom frameworks need it.
     let tenant = app.create_tenant(Tier::Premium).await;
     give_rows_in_every_table(&app, &tenant.admin_key).await;
     app.wait_for_posture(tenant.id).await;
+    let usage_flushed = crate::auth::eventually(std::time::Duration::from_secs(5), || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM api_usage WHERE tenant_id = $1")
+            .bind(tenant.id.as_uuid())
+            .fetch_one(app.owner.pool())
+            .await
+            .unwrap()
+            == 2
+    })
+    .await;
+    assert!(
+        usage_flushed.is_some(),
+        "the requests' usage was not flushed"
+    );
     let mut connection = PgConnection::connect(&app.database.app_url())
         .await
         .unwrap();

@@ -10,12 +10,14 @@ pub mod redis;
 use database::TestDatabase;
 use posture::auth::{issue_api_key, KeyRequest};
 use posture::config::{Config, SecretUrl};
+use posture::limits::clock::{Clock, SystemClock};
 use posture::startup::Application;
 use posture::store::operator::{self, OPERATOR_ACTOR};
 use posture::store::{PoolSettings, Store};
 use posture_domain::{TenantId, TenantName, TenantSlug, Tier};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +52,10 @@ pub fn test_config(database: &TestDatabase) -> Config {
         db_acquire_timeout_ms: 1_000,
         db_connect_deadline_secs: 5,
         shutdown_grace_secs: 5,
+        // Most tests use free and basic tenants for other reasons and make
+        // more than ten requests a minute; the limits have their own tests
+        // (rate_limits.rs), which turn them on.
+        rate_limits_enabled: false,
         ..Config::default()
     }
 }
@@ -72,12 +78,21 @@ impl TestApp {
 
     /// Spawns the application with an explicit database and configuration.
     pub async fn spawn_on(database: TestDatabase, config: Config) -> TestApp {
+        TestApp::spawn_on_with_clock(database, config, Arc::new(SystemClock)).await
+    }
+
+    /// Spawns the application with rate limits and quotas following `clock`.
+    pub async fn spawn_on_with_clock(
+        database: TestDatabase,
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> TestApp {
         if std::env::var_os("TEST_LOG").is_some() {
             posture::telemetry::init(&config);
         }
         let owner = Store::connect_lazy(&database.owner_url(), &PoolSettings::for_command(&config))
             .expect("owner pool");
-        let application = Application::build(config)
+        let application = Application::build_with_clock(config, clock)
             .await
             .expect("building the application");
         let address = format!("http://127.0.0.1:{}", application.port());

@@ -19,11 +19,34 @@ pub struct RedisServer {
     child: Option<Child>,
     /// Its output (stdout and stderr), for the panic message when it fails.
     log: PathBuf,
+    /// Arguments beyond the defaults (e.g. cluster mode).
+    extra_args: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers PING.
     pub async fn start() -> RedisServer {
+        RedisServer::start_with(&[]).await
+    }
+
+    /// Starts a cluster-enabled node (slots unassigned: see `redis-cli
+    /// --cluster create`), its node file in the temporary directory.
+    pub async fn start_cluster_node() -> RedisServer {
+        let nodes_file = format!(
+            "posture-test-cluster-{}.conf",
+            uuid::Uuid::new_v4().simple()
+        );
+        RedisServer::start_with(&[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            &nodes_file,
+        ])
+        .await
+    }
+
+    /// Starts a server with `extra_args` on a free port.
+    pub async fn start_with(extra_args: &[&str]) -> RedisServer {
         // The port is free when probed, but another process may take it before
         // the server binds it: then try another.
         let mut last_failure = String::new();
@@ -36,6 +59,7 @@ impl RedisServer {
                     "posture-test-redis-{port}-{}.log",
                     uuid::Uuid::new_v4().simple()
                 )),
+                extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
             };
             match server.launch().await {
                 Ok(()) => return server,
@@ -124,6 +148,7 @@ impl RedisServer {
                 "--dir",
                 &std::env::temp_dir().to_string_lossy(),
             ])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

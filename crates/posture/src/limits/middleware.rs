@@ -1,0 +1,126 @@
+//! Enforcement on the request path.
+//!
+//! - [`enforce`] runs right after `authenticate` on every `/v1` tenant route:
+//!   it checks the tenant's limits (one Redis round trip; the key lookup
+//!   before it is cached) and answers 429 before any database work, or lets
+//!   the request through; either way the response carries the rate-limit
+//!   headers.
+//! - [`limit_by_ip`] guards public routes (the catalog, the API document),
+//!   and `authenticate` calls [`refuse_flooding_client`] before answering a
+//!   401, so clients without a valid key are limited per IP and never touch a
+//!   tenant's quota.
+
+use super::policy::Decision;
+use crate::auth::TenantContext;
+use crate::http::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::{IpAddr, SocketAddr};
+
+/// Middleware: the tenant's rate limit and quotas.
+pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !state.config.rate_limits_enabled {
+        return next.run(request).await;
+    }
+    let Some(context) = request.extensions().get::<TenantContext>().cloned() else {
+        // Mounted behind `authenticate`; without a context there is nothing to limit.
+        return next.run(request).await;
+    };
+    let (decision, _) = state
+        .limiter
+        .check_tenant(context.tenant_id, context.tier)
+        .await;
+    let mut response = match refusal(&decision) {
+        Some(error) => error.into_response(),
+        None => next.run(request).await,
+    };
+    decision.write_headers(response.headers_mut());
+    response
+}
+
+/// The 429 for a refused decision.
+fn refusal(decision: &Decision) -> Option<ApiError> {
+    let refused = decision.refused_by?;
+    let state = decision.binding()?;
+    Some(ApiError::QuotaExceeded {
+        policy: refused.as_str(),
+        quota: state.quota.unwrap_or_default(),
+        retry_after_secs: decision.retry_after_secs().unwrap_or(1),
+    })
+}
+
+/// Middleware: the per-IP limit of public routes.
+pub async fn limit_by_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(error) = refuse_flooding_client(&state, &request) {
+        return error.into_response();
+    }
+    next.run(request).await
+}
+
+/// Counts one unauthenticated request from the client; `Some(429)` if its IP
+/// is over `ip_rate_limit_per_minute`.
+pub fn refuse_flooding_client(state: &AppState, request: &Request) -> Option<ApiError> {
+    if !state.config.rate_limits_enabled {
+        return None;
+    }
+    let ip = client_ip(request, state.config.trust_forwarded_for)?;
+    state
+        .limiter
+        .check_ip(ip)
+        .err()
+        .map(|retry_after_secs| ApiError::QuotaExceeded {
+            policy: "ip-minute",
+            quota: state.limiter.ip_per_minute(),
+            retry_after_secs,
+        })
+}
+
+/// The client's address: the peer, or — behind a trusted proxy — the last
+/// address in `X-Forwarded-For` (the one that proxy appended; earlier ones
+/// are the client's own claims).
+fn client_ip(request: &Request, trust_forwarded_for: bool) -> Option<IpAddr> {
+    if trust_forwarded_for {
+        if let Some(ip) = forwarded_for(request.headers()) {
+            return Some(ip);
+        }
+    }
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip())
+}
+
+fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .last()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn the_proxys_own_entry_is_the_last_one() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.2.3.4, 10.0.0.7"),
+        );
+        headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        assert_eq!(forwarded_for(&headers), "203.0.113.9".parse().ok());
+        let mut garbage = HeaderMap::new();
+        garbage.insert("x-forwarded-for", HeaderValue::from_static("not-an-ip"));
+        assert_eq!(forwarded_for(&garbage), None);
+    }
+}

@@ -1,0 +1,223 @@
+//! Rate limits and quotas (docs/rate-limits.md).
+//!
+//! API-key requests are limited per tenant by its tier: a sliding 60-second
+//! window, a UTC day and a UTC month, all checked and counted in one Redis
+//! round trip ([`window`]) right after authentication and before any database
+//! work. When Redis is unavailable the server falls back to its own GCRA at
+//! the tier's per-minute rate and to local day and month estimates ([`local`]),
+//! and fails open rather than refuse a tenant because of our outage. Admitted
+//! requests are counted durably in PostgreSQL ([`usage`]). Requests without a
+//! valid key are limited per client IP, in process ([`middleware`]).
+
+pub mod clock;
+pub mod local;
+pub mod metrics;
+pub mod middleware;
+pub mod policy;
+pub mod usage;
+pub mod window;
+
+use crate::cache::redis::{Redis, RedisError};
+use clock::Clock;
+use local::LocalLimiter;
+use policy::{decide, Decision, PolicyName, WINDOW_MS};
+use posture_domain::{TenantId, Tier};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use usage::UsageBook;
+use window::{Limits, Mode, WindowCall, WindowReply};
+
+/// Where a decision came from, for `/v1/usage` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The shared counters in Redis.
+    Redis,
+    /// This server alone (Redis unavailable).
+    Local,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct LimiterMetrics {
+    pub admitted: AtomicU64,
+    /// Refused, per policy: minute, day, month.
+    pub refused: [AtomicU64; 3],
+    /// Decisions made without Redis.
+    pub local_decisions: AtomicU64,
+    /// Requests refused by the client-IP limit.
+    pub ip_refused: AtomicU64,
+}
+
+/// The process's limiter.
+pub struct RateLimiter {
+    redis: Redis,
+    clock: Arc<dyn Clock>,
+    tenants: LocalLimiter<TenantId>,
+    ips: LocalLimiter<IpAddr>,
+    ip_per_minute: u64,
+    usage: Arc<UsageBook>,
+    /// Makes every sorted-set member unique across servers.
+    instance: String,
+    sequence: AtomicU64,
+    metrics: LimiterMetrics,
+}
+
+impl RateLimiter {
+    /// A limiter over `redis`, reading time from `clock`.
+    pub fn new(redis: Redis, clock: Arc<dyn Clock>, ip_per_minute: u64) -> Self {
+        RateLimiter {
+            redis,
+            clock,
+            tenants: LocalLimiter::new(1_000_000),
+            ips: LocalLimiter::new(1_000_000),
+            ip_per_minute,
+            usage: Arc::new(UsageBook::default()),
+            instance: format!("{:016x}", rand::random::<u64>()),
+            sequence: AtomicU64::new(0),
+            metrics: LimiterMetrics::default(),
+        }
+    }
+
+    /// The clock decisions are made by.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Durable usage counts and floors.
+    pub fn usage(&self) -> &Arc<UsageBook> {
+        &self.usage
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &LimiterMetrics {
+        &self.metrics
+    }
+
+    /// Admits or refuses one API-key request of `tenant` on `tier`, counting
+    /// it if admitted.
+    pub async fn check_tenant(&self, tenant: TenantId, tier: Tier) -> (Decision, Source) {
+        let now = self.clock.now();
+        let member = format!(
+            "{}:{}",
+            self.instance,
+            self.sequence.fetch_add(1, Ordering::Relaxed)
+        );
+        let call = WindowCall::new(
+            &window::tenant_tag(tenant),
+            self.limits(tenant, tier, now),
+            now,
+            &member,
+            Mode::Check,
+        );
+        let (refused, counts, source) = match self.run(&call).await {
+            Ok(WindowReply { refused, counts }) => (refused, counts, Source::Redis),
+            Err(_) => {
+                self.metrics.local_decisions.fetch_add(1, Ordering::Relaxed);
+                let before = self.usage.local_estimate(tenant, now);
+                let minute = self.tenants.check(&tenant, tier_minute(tier), now);
+                let counts_before = minute.counts(before.day, before.month);
+                // The minute decision is GCRA's; day and month are checked
+                // against the local estimate.
+                let refused = if minute.admitted {
+                    policy::refusing_policy(
+                        tier,
+                        &policy::Counts {
+                            minute: 0,
+                            ..counts_before
+                        },
+                    )
+                } else {
+                    Some(PolicyName::Minute)
+                };
+                let counted = u64::from(refused.is_none());
+                let counts = minute.counts(before.day + counted, before.month + counted);
+                (refused, counts, Source::Local)
+            }
+        };
+        match refused {
+            None => {
+                self.usage.record(tenant, now);
+                self.metrics.admitted.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(policy) => {
+                self.metrics.refused[policy as usize].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        (decide(tier, refused, &counts, now), source)
+    }
+
+    /// The tenant's current consumption without counting anything.
+    pub async fn peek_tenant(&self, tenant: TenantId, tier: Tier) -> (Decision, Source) {
+        let now = self.clock.now();
+        let call = WindowCall::new(
+            &window::tenant_tag(tenant),
+            self.limits(tenant, tier, now),
+            now,
+            "",
+            Mode::Peek,
+        );
+        match self.run(&call).await {
+            Ok(reply) => (decide(tier, None, &reply.counts, now), Source::Redis),
+            Err(_) => {
+                let estimate = self.usage.local_estimate(tenant, now);
+                let counts = policy::Counts {
+                    // GCRA has no log to read without admitting; the minute
+                    // consumption is unknown locally.
+                    minute: 0,
+                    minute_frees_at: None,
+                    day: estimate.day,
+                    month: estimate.month,
+                };
+                (decide(tier, None, &counts, now), Source::Local)
+            }
+        }
+    }
+
+    /// Admits or refuses one unauthenticated request from `ip`; `Err` holds
+    /// the seconds to wait.
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), u64> {
+        let now = self.clock.now();
+        let decision = self.ips.check(&ip, self.ip_per_minute, now);
+        if decision.admitted {
+            return Ok(());
+        }
+        self.metrics.ip_refused.fetch_add(1, Ordering::Relaxed);
+        let wait_ms = decision
+            .frees_at
+            .map_or(WINDOW_MS, |at| (at - now).num_milliseconds());
+        Err(u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1))
+    }
+
+    /// The quota per client IP and minute.
+    pub fn ip_per_minute(&self) -> u64 {
+        self.ip_per_minute
+    }
+
+    fn limits(&self, tenant: TenantId, tier: Tier, now: chrono::DateTime<chrono::Utc>) -> Limits {
+        let limits = tier.limits();
+        let floor = self.usage.floor(tenant, now);
+        Limits {
+            minute: tier_minute(tier),
+            day: limits.per_day.map(u64::from),
+            month: limits.per_month.map(u64::from),
+            day_floor: floor.day,
+            month_floor: floor.month,
+        }
+    }
+
+    /// Runs the script by hash, sending its text if Redis lost it.
+    async fn run(&self, call: &WindowCall) -> Result<WindowReply, RedisError> {
+        let reply = match self.redis.query::<window::RawReply>(&call.evalsha()).await {
+            Err(RedisError::Command(error)) if window::is_no_script(&error) => {
+                self.redis.query(&call.eval()).await
+            }
+            other => other,
+        };
+        reply.map(window::parse_reply)
+    }
+}
+
+fn tier_minute(tier: Tier) -> u64 {
+    u64::from(tier.limits().per_minute)
+}
