@@ -3,11 +3,9 @@
 use crate::support::database::TestDatabase;
 use crate::support::proxy::DbProxy;
 use crate::support::{assert_problem, test_config, TestApp};
-use posture::config::SecretUrl;
 use posture_domain::Tier;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
-use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
 /// Polls `check` every 50 ms until it holds or `limit` passes; returns the time taken.
@@ -121,19 +119,8 @@ fn crc32(bytes: &[u8]) -> u32 {
 #[tokio::test]
 async fn malformed_keys_are_refused_without_touching_the_database() {
     let database = TestDatabase::create().await;
-    let upstream = crate::support::database::server();
-    let upstream = (upstream.0.as_str(), upstream.1)
-        .to_socket_addrs()
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = DbProxy::start(upstream).await;
     let mut config = test_config(&database);
-    config.database_url = SecretUrl::new(format!(
-        "postgres://posture_app:posture_app@127.0.0.1:{}/{}",
-        proxy.port(),
-        database.name
-    ));
+    let proxy = DbProxy::in_front_of(&database, &mut config).await;
     let app = TestApp::spawn_on(database, config).await;
     let tenant = app.create_tenant(Tier::Free).await;
     let mut bad_checksum = tenant.admin_key.clone();

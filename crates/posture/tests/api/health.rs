@@ -3,10 +3,8 @@
 use crate::support::database::TestDatabase;
 use crate::support::proxy::DbProxy;
 use crate::support::{assert_problem, test_config, TestApp};
-use posture::config::SecretUrl;
 use posture_domain::Tier;
 use serde_json::Value;
-use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -40,19 +38,8 @@ async fn live_and_ready_report_the_pool() {
 #[tokio::test]
 async fn readiness_is_503_while_the_database_is_down_and_recovers_within_5_s() {
     let database = TestDatabase::create().await;
-    let (host, port) = crate::support::database::server();
-    let upstream = (host.as_str(), port)
-        .to_socket_addrs()
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = DbProxy::start(upstream).await;
     let mut config = test_config(&database);
-    config.database_url = SecretUrl::new(format!(
-        "postgres://posture_app:posture_app@127.0.0.1:{}/{}",
-        proxy.port(),
-        database.name
-    ));
+    let proxy = DbProxy::in_front_of(&database, &mut config).await;
     let app = TestApp::spawn_on(database, config).await;
     let ready = || async {
         app.client

@@ -10,11 +10,9 @@ use crate::support::proxy::DbProxy;
 use crate::support::redis::RedisServer;
 use crate::support::{test_config, TestApp, TestTenant};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use posture::config::SecretUrl;
 use posture::limits::clock::{Clock, ManualClock};
 use posture_domain::Tier;
 use serde_json::Value;
-use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -405,21 +403,10 @@ async fn a_refusal_costs_no_database_work() {
     let redis = RedisServer::start().await;
     let clock = Arc::new(ManualClock::new(at("2026-11-23T10:00:00Z")));
     let database = TestDatabase::create().await;
-    let upstream = crate::support::database::server();
-    let upstream = (upstream.0.as_str(), upstream.1)
-        .to_socket_addrs()
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = DbProxy::start(upstream).await;
     let mut config = test_config(&database);
     use_redis(&mut config, &redis);
     config.rate_limits_enabled = true;
-    config.database_url = SecretUrl::new(format!(
-        "postgres://posture_app:posture_app@127.0.0.1:{}/{}",
-        proxy.port(),
-        database.name
-    ));
+    let proxy = DbProxy::in_front_of(&database, &mut config).await;
     let app = TestApp::spawn_on_with_clock(database, config, clock.clone()).await;
     let tenant = app.create_tenant(Tier::Free).await;
     let key = &tenant.admin_key;

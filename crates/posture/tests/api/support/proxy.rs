@@ -20,6 +20,28 @@ struct Running {
 }
 
 impl DbProxy {
+    /// Starts a proxy to the test PostgreSQL server, and points `config` at
+    /// `database` through it (as the application role).
+    pub async fn in_front_of(
+        database: &super::database::TestDatabase,
+        config: &mut posture::config::Config,
+    ) -> DbProxy {
+        use std::net::ToSocketAddrs;
+        let (host, port) = super::database::server();
+        let upstream = (host.as_str(), port)
+            .to_socket_addrs()
+            .expect("resolving the database server")
+            .next()
+            .expect("an address for the database server");
+        let proxy = DbProxy::start(upstream).await;
+        config.database_url = posture::config::SecretUrl::new(format!(
+            "postgres://posture_app:posture_app@127.0.0.1:{}/{}",
+            proxy.port(),
+            database.name
+        ));
+        proxy
+    }
+
     /// Starts a proxy on a free port.
     pub async fn start(upstream: SocketAddr) -> DbProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
