@@ -19,6 +19,7 @@ pub mod scope;
 pub mod score;
 pub mod tenant;
 pub mod tier;
+pub mod webhook;
 
 pub use api_key::{ApiKeyId, ApiKeyToken, KeyParseError, SecretHash};
 pub use finding::{Location, NormalizedFinding, Package, Severity};
