@@ -1,4 +1,4 @@
-//! Prefixed identifiers: `ast_…`, `scn_…`, `fnd_…`.
+//! Prefixed identifiers: `ast_…`, `scn_…`, `fnd_…`, `cfw_…`, `whk_…`, `msg_…`, `dlv_…`.
 //!
 //! Each is a UUIDv7 (time ordered, so indexes stay append-mostly) shown as a
 //! prefix and 22 base62 characters. Distinct types make it impossible to pass a
@@ -96,6 +96,22 @@ prefixed_id!(
     /// A tenant's custom compliance framework.
     FrameworkId,
     "cfw"
+);
+prefixed_id!(
+    /// A webhook endpoint.
+    WebhookId,
+    "whk"
+);
+prefixed_id!(
+    /// An event to deliver; also the `webhook-id` of its deliveries (the
+    /// Standard Webhooks message id, the same on every retry).
+    EventId,
+    "msg"
+);
+prefixed_id!(
+    /// One event's delivery to one endpoint, with its attempts.
+    DeliveryId,
+    "dlv"
 );
 
 #[cfg(test)]

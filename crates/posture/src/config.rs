@@ -116,6 +116,9 @@ pub struct Config {
     pub ip_rate_limit_per_minute: u64,
     pub usage_flush_interval_ms: u64,
     pub trust_forwarded_for: bool,
+    pub webhook_allow_http: bool,
+    pub webhook_allowed_hosts: String,
+    pub webhook_resolve: String,
 }
 
 impl Default for Config {
@@ -177,6 +180,9 @@ impl Default for Config {
             ip_rate_limit_per_minute: 60,
             usage_flush_interval_ms: 2_000,
             trust_forwarded_for: false,
+            webhook_allow_http: false,
+            webhook_allowed_hosts: String::new(),
+            webhook_resolve: String::new(),
         }
     }
 }
@@ -248,6 +254,9 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_IP_RATE_LIMIT_PER_MINUTE", toml_key: "ip_rate_limit_per_minute", default: "60", meaning: "Requests per minute from one client address without a valid API key (401s and public routes), per server." },
     SettingDoc { env: "POSTURE_USAGE_FLUSH_INTERVAL_MS", toml_key: "usage_flush_interval_ms", default: "2000", meaning: "How often each server adds the requests it admitted to PostgreSQL (the durable day and month usage); at most 10000." },
     SettingDoc { env: "POSTURE_TRUST_FORWARDED_FOR", toml_key: "trust_forwarded_for", default: "false", meaning: "Take the client address from the last `X-Forwarded-For` entry (only behind a proxy that appends it)." },
+    SettingDoc { env: "POSTURE_WEBHOOK_ALLOW_HTTP", toml_key: "webhook_allow_http", default: "false", meaning: "Accept plain `http://` webhook URLs (tests, on-premise receivers); otherwise https only." },
+    SettingDoc { env: "POSTURE_WEBHOOK_ALLOWED_HOSTS", toml_key: "webhook_allowed_hosts", default: "", meaning: "Comma-separated host names exempt from the public-address check (SSRF protection); empty in production." },
+    SettingDoc { env: "POSTURE_WEBHOOK_RESOLVE", toml_key: "webhook_resolve", default: "", meaning: "`host=address` pairs, comma-separated (repeat a host for several addresses), used instead of DNS for webhook hosts, like curl's --resolve." },
 ];
 
 impl Config {
@@ -494,6 +503,17 @@ impl Config {
             "POSTURE_TRUST_FORWARDED_FOR",
             &mut self.trust_forwarded_for,
         )?;
+        set(
+            &env,
+            "POSTURE_WEBHOOK_ALLOW_HTTP",
+            &mut self.webhook_allow_http,
+        )?;
+        if let Some(hosts) = env("POSTURE_WEBHOOK_ALLOWED_HOSTS") {
+            self.webhook_allowed_hosts = hosts;
+        }
+        if let Some(resolve) = env("POSTURE_WEBHOOK_RESOLVE") {
+            self.webhook_resolve = resolve;
+        }
         if let Some(format) = env("POSTURE_LOG_FORMAT") {
             self.log_format = match format.trim() {
                 "text" => LogFormat::Text,
@@ -525,6 +545,11 @@ impl Config {
         }
         if !(100..=10_000).contains(&self.usage_flush_interval_ms) {
             bail!("usage_flush_interval_ms must be between 100 and 10000: usage must reach PostgreSQL within seconds");
+        }
+        if let Err(problem) =
+            crate::webhooks::destination::DestinationPolicy::parse_resolve(&self.webhook_resolve)
+        {
+            bail!("webhook_resolve: {problem}");
         }
         if self.ip_rate_limit_per_minute == 0 {
             bail!("ip_rate_limit_per_minute must be at least 1");
@@ -596,6 +621,25 @@ impl Config {
                 open_wait: Duration::from_millis(self.breaker_open_wait_ms),
                 half_open_probes: self.breaker_half_open_probes.max(1),
             },
+        }
+    }
+
+    /// How webhook destinations are vetted.
+    pub fn webhook_policy(&self) -> crate::webhooks::destination::DestinationPolicy {
+        crate::webhooks::destination::DestinationPolicy {
+            allow_http: self.webhook_allow_http,
+            allowed_hosts: self
+                .webhook_allowed_hosts
+                .split(',')
+                .map(|host| host.trim().to_ascii_lowercase())
+                .filter(|host| !host.is_empty())
+                .collect(),
+            // Validated when the configuration was read.
+            resolve: crate::webhooks::destination::DestinationPolicy::parse_resolve(
+                &self.webhook_resolve,
+            )
+            .unwrap_or_default(),
+            resolve_timeout: Duration::from_secs(2),
         }
     }
 

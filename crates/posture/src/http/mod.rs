@@ -19,6 +19,7 @@ pub mod posture;
 pub mod scans;
 pub mod settings;
 pub mod usage;
+pub mod webhooks;
 
 use crate::auth;
 use crate::state::AppState;
@@ -67,6 +68,17 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/api-keys/{id}",
             get(api_keys::get).delete(api_keys::revoke),
+        )
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route(
+            "/v1/webhooks/{id}/rotate-secret",
+            axum::routing::post(webhooks::rotate_secret),
         )
         .route("/v1/assets", get(assets::list).post(assets::create))
         .route(

@@ -52,12 +52,7 @@ const COLUMNS: &str = "id, name, description, controls, revision, created_at, up
 /// concurrent creates cannot all see room under the cap.
 pub async fn lock_and_count(tx: &mut TenantTx) -> Result<i64, sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('custom_frameworks/' || $1::text, 0))",
-    )
-    .bind(tenant_id)
-    .execute(tx.conn())
-    .await?;
+    tx.lock_collection("custom_frameworks").await?;
     sqlx::query_scalar("SELECT count(*) FROM custom_frameworks WHERE tenant_id = $1")
         .bind(tenant_id)
         .fetch_one(tx.conn())

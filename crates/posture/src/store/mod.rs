@@ -22,6 +22,7 @@ pub mod retry;
 pub mod scans;
 pub mod settings;
 pub mod tenants;
+pub mod webhooks;
 
 use posture_domain::TenantId;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -259,6 +260,18 @@ impl TenantTx {
     /// The connection, for repository functions.
     pub fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
+    }
+
+    /// Takes (until the transaction ends) the tenant's lock on `collection`,
+    /// which other transactions taking it wait for: so concurrent creates
+    /// cannot all count room under a per-tenant cap.
+    pub async fn lock_collection(&mut self, collection: &'static str) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2::text, 0))")
+            .bind(collection)
+            .bind(self.tenant_id.as_uuid())
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
     }
 
     /// Commits the transaction.

@@ -33,6 +33,8 @@ enum Kind {
     Finding,
     /// `cfw_…` custom framework ids, listed (whole, unpaged) by `GET /v1/frameworks`.
     Framework,
+    /// `whk_…` webhook ids, listed (whole, unpaged) by `GET /v1/webhooks`.
+    Webhook,
 }
 
 impl Kind {
@@ -42,6 +44,7 @@ impl Kind {
         Kind::Scan,
         Kind::Finding,
         Kind::Framework,
+        Kind::Webhook,
     ];
 
     /// The placeholder in path templates.
@@ -52,6 +55,7 @@ impl Kind {
             Kind::Scan => "{scan}",
             Kind::Finding => "{finding}",
             Kind::Framework => "{framework}",
+            Kind::Webhook => "{webhook}",
         }
     }
 
@@ -63,6 +67,7 @@ impl Kind {
             Kind::Scan => "/v1/scans",
             Kind::Finding => "/v1/findings",
             Kind::Framework => "/v1/frameworks",
+            Kind::Webhook => "/v1/webhooks",
         }
     }
 
@@ -85,6 +90,7 @@ impl Kind {
             Kind::Scan => "scn_0000000000000000000000",
             Kind::Finding => "fnd_0000000000000000000000",
             Kind::Framework => "cfw_0000000000000000000000",
+            Kind::Webhook => "whk_0000000000000000000000",
         }
     }
 }
@@ -109,6 +115,14 @@ const ID_ROUTES: &[(&str, &str, Kind)] = &[
         "/v1/compliance/{framework}?status=failed",
         Kind::Framework,
     ),
+    ("GET", "/v1/webhooks/{webhook}", Kind::Webhook),
+    ("PATCH", "/v1/webhooks/{webhook}", Kind::Webhook),
+    ("DELETE", "/v1/webhooks/{webhook}", Kind::Webhook),
+    (
+        "POST",
+        "/v1/webhooks/{webhook}/rotate-secret",
+        Kind::Webhook,
+    ),
     // Every framework of both tenants has a control `SEC-01` (see [`World::build`]).
     (
         "GET",
@@ -121,7 +135,7 @@ const ID_ROUTES: &[(&str, &str, Kind)] = &[
 const LIST_ROUTES: &[&str] = &["/v1/api-keys", "/v1/assets", "/v1/scans", "/v1/findings"];
 
 /// Collection routes that list everything in one response (`data`, items carry `id`).
-const UNPAGED_LIST_ROUTES: &[&str] = &["/v1/frameworks"];
+const UNPAGED_LIST_ROUTES: &[&str] = &["/v1/frameworks", "/v1/webhooks"];
 
 /// A valid body for the id routes that take one, so B's request gets as far as the
 /// lookup (a missing body would be refused first, proving nothing about isolation).
@@ -132,6 +146,8 @@ fn probe_body(method: &str, template: &str) -> Option<Value> {
             Some(json!({ "status": "false_positive", "reason": "b says so" }))
         }
         ("PUT", "/v1/frameworks/{framework}") => Some(framework_body(FRAMEWORKS[0], &[1])),
+        ("PATCH", "/v1/webhooks/{webhook}") => Some(json!({ "enabled": false })),
+        ("POST", "/v1/webhooks/{webhook}/rotate-secret") => Some(json!({ "overlap_seconds": 0 })),
         _ => None,
     }
 }
@@ -176,7 +192,11 @@ struct World {
 
 impl World {
     async fn build() -> World {
-        let app = TestApp::spawn().await;
+        // Webhook hosts resolve without DNS.
+        let app = TestApp::spawn_with(|config| {
+            config.webhook_resolve = "hooks.example.test=93.184.216.34".into();
+        })
+        .await;
         // Both may define custom frameworks, so B's writes reach the lookup.
         let a = app.create_tenant(Tier::Enterprise).await;
         let b = app.create_tenant(Tier::Premium).await;
@@ -204,6 +224,18 @@ impl World {
             create_framework(&app, &a.admin_key, &framework_body(name, &[89, 79])).await;
         }
         create_framework(&app, &b.admin_key, &framework_body(FRAMEWORKS[0], &[89])).await;
+        for (tenant, count) in [(&a, 3), (&b, 1)] {
+            for number in 0..count {
+                let body = json!({
+                    "url": format!("https://hooks.example.test/{number}"),
+                    "event_types": ["scan.completed"],
+                });
+                let response = app
+                    .post_json("/v1/webhooks", &tenant.admin_key, &body)
+                    .await;
+                assert_eq!(response.status(), 201, "creating {body}");
+            }
+        }
         World { app, a, b, a_extra }
     }
 
@@ -1026,4 +1058,46 @@ async fn one_tenants_quota_and_usage_are_its_own() {
     // Another key of A shares A's quota (the tenant's), not a fresh one.
     let second_key = app.issue_key(a.id, &["read"]).await;
     assert_eq!(app.get("/v1/org", &second_key).await.status(), 429);
+}
+
+#[tokio::test]
+async fn another_tenants_patch_rotate_and_delete_leave_webhooks_unchanged() {
+    let world = World::build().await;
+    let app = &world.app;
+    let snapshot = || async {
+        sqlx::query_as::<_, (uuid::Uuid, bool, String, Option<String>, String)>(
+            "SELECT id, enabled, secret, previous_secret, url FROM webhooks
+             WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(world.a.id.as_uuid())
+        .fetch_all(app.owner.pool())
+        .await
+        .unwrap()
+    };
+    let before = snapshot().await;
+    assert_eq!(before.len(), 3);
+    for id in world.ids(&world.a, Kind::Webhook).await {
+        let path = format!("/v1/webhooks/{id}");
+        for (method, path, body) in [
+            (
+                "PATCH",
+                path.clone(),
+                Some(json!({ "enabled": false, "url": "https://hooks.example.test/b" })),
+            ),
+            (
+                "POST",
+                format!("{path}/rotate-secret"),
+                Some(json!({ "overlap_seconds": 0 })),
+            ),
+            ("DELETE", path.clone(), None),
+        ] {
+            let response = send(app, method, &path, &world.b.admin_key, body.as_ref()).await;
+            assert_eq!(response.status(), 404, "B: {method} {path}");
+        }
+    }
+    assert_eq!(
+        snapshot().await,
+        before,
+        "B's requests changed A's webhooks"
+    );
 }

@@ -24,3 +24,4 @@ mod real_reports;
 mod scans;
 mod schema_guard;
 mod settings;
+mod webhooks;

@@ -165,6 +165,7 @@ async fn without_a_tenant_the_app_role_sees_nothing_and_cannot_insert() {
     let app = TestApp::spawn_with(|config| {
         config.rate_limits_enabled = true;
         config.usage_flush_interval_ms = 100;
+        config.webhook_resolve = "hooks.example.test=93.184.216.34".into();
     })
     .await;
     // Premium: custom frameworks need it.
@@ -324,7 +325,8 @@ async fn the_app_role_can_only_record_use_and_revoke_keys_and_revocation_is_fina
 
 /// Gives the tenant rows in every tenant table through the API: settings, an
 /// asset, a processed scan (report, job, findings, sightings, events) submitted
-/// with an idempotency key.
+/// with an idempotency key, a custom framework and a webhook (its host resolves
+/// through `webhook_resolve`).
 async fn give_rows_in_every_table(app: &TestApp, key: &str) {
     let settings = app
         .client
@@ -365,6 +367,14 @@ async fn give_rows_in_every_table(app: &TestApp, key: &str) {
         .await
         .unwrap();
     assert_eq!(framework.status(), 201);
+    let webhook = app
+        .post_json(
+            "/v1/webhooks",
+            key,
+            &serde_json::json!({"url": "https://hooks.example.test/h", "event_types": ["scan.completed"]}),
+        )
+        .await;
+    assert_eq!(webhook.status(), 201);
     // posture_summaries and posture_snapshots are written by the refresh the
     // scan and the framework queued (the caller waits for it).
 }
