@@ -54,34 +54,40 @@ impl DestinationPolicy {
     /// The addresses `url` may be delivered to, all of them public (or the
     /// host allowlisted); an error if any is not.
     pub async fn vet(&self, url: &WebhookUrl) -> Result<Vec<SocketAddr>, DestinationError> {
-        let host = url.host().to_ascii_lowercase();
         let port = url.port();
-        let addresses: Vec<SocketAddr> = match self.resolve.get(&host) {
-            Some(ips) => ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
+        let ips = self.vet_host(url.host()).await?;
+        Ok(ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect())
+    }
+
+    /// The addresses of `host` a delivery may connect to (see [`Self::vet`]).
+    pub async fn vet_host(&self, host: &str) -> Result<Vec<IpAddr>, DestinationError> {
+        let host = host.to_ascii_lowercase();
+        let ips: Vec<IpAddr> = match self.resolve.get(&host) {
+            Some(ips) => ips.clone(),
             None => {
-                let lookup = tokio::net::lookup_host((host.as_str(), port));
+                // The port does not matter for the lookup.
+                let lookup = tokio::net::lookup_host((host.as_str(), 443));
                 match tokio::time::timeout(self.resolve_timeout, lookup).await {
-                    Ok(Ok(found)) => found.collect(),
+                    Ok(Ok(found)) => found.map(|address| address.ip()).collect(),
                     _ => return Err(DestinationError::Unresolvable),
                 }
             }
         };
-        if addresses.is_empty() {
+        if ips.is_empty() {
             return Err(DestinationError::Unresolvable);
         }
         if self.allowed_hosts.contains(&host) {
-            return Ok(addresses);
+            return Ok(ips);
         }
         // One internal address is enough to refuse: a client picking among
         // the answers could reach it.
-        if let Some(forbidden) = addresses
-            .iter()
-            .map(SocketAddr::ip)
-            .find(|ip| is_forbidden_address(*ip))
-        {
+        if let Some(forbidden) = ips.iter().copied().find(|ip| is_forbidden_address(*ip)) {
             return Err(DestinationError::Forbidden(forbidden));
         }
-        Ok(addresses)
+        Ok(ips)
     }
 }
 

@@ -24,4 +24,5 @@ mod real_reports;
 mod scans;
 mod schema_guard;
 mod settings;
+mod webhook_delivery;
 mod webhooks;
