@@ -251,7 +251,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_CACHE_WARM_TIMEOUT_MS", toml_key: "cache_warm_timeout_ms", default: "2000", meaning: "Longest that warming may delay start-up; whatever is not loaded by then is loaded on demand." },
     SettingDoc { env: "POSTURE_HTTP_CACHE_MAX_AGE_SECS", toml_key: "http_cache_max_age_secs", default: "5", meaning: "`Cache-Control: private, max-age` of cached tenant reads (they also carry an ETag for `If-None-Match`)." },
     SettingDoc { env: "POSTURE_RATE_LIMITS_ENABLED", toml_key: "rate_limits_enabled", default: "true", meaning: "Enforce the tiers' rate limits and quotas and the per-IP limit (off: for benchmarks only)." },
-    SettingDoc { env: "POSTURE_IP_RATE_LIMIT_PER_MINUTE", toml_key: "ip_rate_limit_per_minute", default: "60", meaning: "Requests per minute from one client address without a valid API key (401s and public routes), per server." },
+    SettingDoc { env: "POSTURE_IP_RATE_LIMIT_PER_MINUTE", toml_key: "ip_rate_limit_per_minute", default: "60", meaning: "Requests per minute from one client address without a valid API key (401s and public routes), per server; 1 to 60000. An address over it is refused before its key is looked up." },
     SettingDoc { env: "POSTURE_USAGE_FLUSH_INTERVAL_MS", toml_key: "usage_flush_interval_ms", default: "2000", meaning: "How often each server adds the requests it admitted to PostgreSQL (the durable day and month usage); at most 10000." },
     SettingDoc { env: "POSTURE_TRUST_FORWARDED_FOR", toml_key: "trust_forwarded_for", default: "false", meaning: "Take the client address from the last `X-Forwarded-For` entry (only behind a proxy that appends it)." },
     SettingDoc { env: "POSTURE_WEBHOOK_ALLOW_HTTP", toml_key: "webhook_allow_http", default: "false", meaning: "Accept plain `http://` webhook URLs (tests, on-premise receivers); otherwise https only." },
@@ -551,8 +551,8 @@ impl Config {
         {
             bail!("webhook_resolve: {problem}");
         }
-        if self.ip_rate_limit_per_minute == 0 {
-            bail!("ip_rate_limit_per_minute must be at least 1");
+        if !(1..=60_000).contains(&self.ip_rate_limit_per_minute) {
+            bail!("ip_rate_limit_per_minute must be between 1 and 60000");
         }
         if self.cache_version_ttl_ms > 5_000 {
             bail!("cache_version_ttl_ms must be at most 5000: a revoked key must stop working within 5 s");

@@ -79,6 +79,11 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    // A client already over its per-IP limit (too many requests without a
+    // valid key) is refused before its key costs a lookup.
+    if let Some(refused) = crate::limits::middleware::refuse_flooding_client(&state, &request) {
+        return Err(refused);
+    }
     let verified = match presented_token(request.headers()) {
         None => Err(ApiError::Unauthenticated(
             "Send an API key as 'Authorization: Bearer sp_live_…'.",
@@ -92,11 +97,10 @@ pub async fn authenticate(
     let context = match verified {
         Ok(context) => context,
         // A client without a valid key is limited per IP (never on a
-        // tenant's quota), so guessing keys in a loop is slowed down.
+        // tenant's quota): each failure counts.
         Err(error @ ApiError::Unauthenticated(_)) => {
             return Err(
-                crate::limits::middleware::refuse_flooding_client(&state, &request)
-                    .unwrap_or(error),
+                crate::limits::middleware::count_unauthenticated(&state, &request).unwrap_or(error),
             );
         }
         Err(error) => return Err(error),

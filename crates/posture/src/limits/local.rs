@@ -20,10 +20,16 @@ use std::time::Duration;
 /// One subject's GCRA state.
 #[derive(Debug, Clone, Copy)]
 struct Cell {
-    /// Theoretical arrival time, ms since the epoch.
-    tat_ms: i64,
+    /// Theoretical arrival time, µs since the epoch.
+    tat_micros: i64,
     quota: u64,
 }
+
+/// The window in microseconds.
+const WINDOW_MICROS: i64 = WINDOW_MS * 1_000;
+
+/// The largest per-minute quota the local limiter enforces exactly.
+pub const MAX_QUOTA: u64 = 1_000_000;
 
 /// Per-minute GCRA limiters keyed by subject (a tenant, a client IP).
 pub struct LocalLimiter<K: Hash + Eq + Send + Sync + 'static> {
@@ -67,31 +73,48 @@ impl<K: Hash + Eq + Send + Sync + Clone + 'static> LocalLimiter<K> {
     /// Admits or refuses one request of `subject` at `now` against `quota`
     /// requests per minute. A changed quota (a tier change) applies at once.
     pub fn check(&self, subject: &K, quota: u64, now: DateTime<Utc>) -> LocalDecision {
-        let quota = quota.max(1);
+        self.decide(subject, quota, now, true)
+    }
+
+    /// Whether one more request of `subject` would be refused now, without
+    /// counting it; `Some(when it frees)` if so.
+    pub fn over_limit(&self, subject: &K, quota: u64, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if !self.cells.contains_key(subject) {
+            return None;
+        }
+        let decision = self.decide(subject, quota, now, false);
+        (!decision.admitted).then(|| decision.frees_at.unwrap_or(now))
+    }
+
+    fn decide(&self, subject: &K, quota: u64, now: DateTime<Utc>, count: bool) -> LocalDecision {
+        // Microseconds, and at most one request per microsecond per window's
+        // worth, so the emission interval is never zero.
+        let quota = quota.clamp(1, MAX_QUOTA);
         let cell = self.cells.get_with_by_ref(subject, || {
             Arc::new(Mutex::new(Cell {
-                tat_ms: i64::MIN,
+                tat_micros: i64::MIN,
                 quota,
             }))
         });
         let mut cell = cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         cell.quota = quota;
-        let now_ms = now.timestamp_millis();
-        let emission = WINDOW_MS / i64::try_from(quota).unwrap_or(i64::MAX).max(1);
-        let tolerance = WINDOW_MS - emission;
-        let tat = cell.tat_ms.max(now_ms);
-        let admitted = tat - now_ms <= tolerance;
-        if admitted {
-            cell.tat_ms = tat + emission;
+        let now_micros = now.timestamp_micros();
+        let emission = WINDOW_MICROS / i64::try_from(quota).unwrap_or(i64::MAX);
+        let tolerance = WINDOW_MICROS - emission;
+        let tat = cell.tat_micros.max(now_micros);
+        let admitted = tat - now_micros <= tolerance;
+        let new_tat = if admitted { tat + emission } else { tat };
+        if count {
+            cell.tat_micros = new_tat;
         }
-        let backlog = cell.tat_ms.max(now_ms) - now_ms;
+        let backlog = new_tat.max(now_micros) - now_micros;
         let in_window = u64::try_from((backlog + emission - 1) / emission).unwrap_or(0);
         // One more fits once the backlog is back down to the tolerance.
         let frees_in = (backlog - tolerance).max(0);
         LocalDecision {
             admitted,
             in_window: in_window.min(quota),
-            frees_at: (in_window > 0).then(|| now + ChronoDuration::milliseconds(frees_in)),
+            frees_at: (in_window > 0).then(|| now + ChronoDuration::microseconds(frees_in)),
         }
     }
 }
@@ -140,5 +163,21 @@ mod tests {
         }
         // And over the long run, the quota's rate: 10 + 10 per minute after.
         assert!((55..=61).contains(&admitted.len()), "{}", admitted.len());
+    }
+
+    #[test]
+    fn peeking_counts_nothing_and_huge_quotas_do_not_divide_by_zero() {
+        let limiter = LocalLimiter::<u32>::new(100);
+        assert_eq!(limiter.over_limit(&1, 2, at(0.0)), None, "never seen");
+        assert!(limiter.check(&1, 2, at(0.0)).admitted);
+        assert_eq!(limiter.over_limit(&1, 2, at(0.0)), None);
+        assert!(limiter.check(&1, 2, at(0.0)).admitted);
+        // Full: peeking says so, repeatedly, without moving the state.
+        assert_eq!(limiter.over_limit(&1, 2, at(0.0)), Some(at(30.0)));
+        assert_eq!(limiter.over_limit(&1, 2, at(0.0)), Some(at(30.0)));
+        assert!(limiter.check(&1, 2, at(30.0)).admitted);
+        for quota in [60_000, 100_000, u64::MAX] {
+            assert!(limiter.check(&2, quota, at(0.0)).admitted, "{quota}");
+        }
     }
 }

@@ -5,10 +5,11 @@
 //!   before it is cached) and answers 429 before any database work, or lets
 //!   the request through; either way the response carries the rate-limit
 //!   headers.
-//! - [`limit_by_ip`] guards public routes (the catalog, the API document),
-//!   and `authenticate` calls [`refuse_flooding_client`] before answering a
-//!   401, so clients without a valid key are limited per IP and never touch a
-//!   tenant's quota.
+//! - [`limit_by_ip`] guards public routes (the catalog). `authenticate`
+//!   refuses a client already over its IP limit before looking its key up
+//!   ([`refuse_flooding_client`]) and counts every 401 against the IP
+//!   ([`count_unauthenticated`]), so clients without a valid key are limited
+//!   per IP, never touch a tenant's quota, and stop costing lookups.
 
 use super::policy::Decision;
 use crate::auth::TenantContext;
@@ -54,15 +55,28 @@ fn refusal(decision: &Decision) -> Option<ApiError> {
 
 /// Middleware: the per-IP limit of public routes.
 pub async fn limit_by_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(error) = refuse_flooding_client(&state, &request) {
+    if let Some(error) = count_unauthenticated(&state, &request) {
         return error.into_response();
     }
     next.run(request).await
 }
 
-/// Counts one unauthenticated request from the client; `Some(429)` if its IP
-/// is over `ip_rate_limit_per_minute`.
+/// `Some(429)` if the client's IP is already over `ip_rate_limit_per_minute`;
+/// counts nothing. `authenticate` asks before looking a presented key up.
 pub fn refuse_flooding_client(state: &AppState, request: &Request) -> Option<ApiError> {
+    if !state.config.rate_limits_enabled {
+        return None;
+    }
+    let ip = client_ip(request, state.config.trust_forwarded_for)?;
+    state
+        .limiter
+        .ip_over_limit(ip)
+        .map(|retry_after_secs| ip_refusal(state, retry_after_secs))
+}
+
+/// Counts one request from the client without a valid key (a 401, or a
+/// public route); `Some(429)` if its IP is over the limit.
+pub fn count_unauthenticated(state: &AppState, request: &Request) -> Option<ApiError> {
     if !state.config.rate_limits_enabled {
         return None;
     }
@@ -71,11 +85,15 @@ pub fn refuse_flooding_client(state: &AppState, request: &Request) -> Option<Api
         .limiter
         .check_ip(ip)
         .err()
-        .map(|retry_after_secs| ApiError::QuotaExceeded {
-            policy: "ip-minute",
-            quota: state.limiter.ip_per_minute(),
-            retry_after_secs,
-        })
+        .map(|retry_after_secs| ip_refusal(state, retry_after_secs))
+}
+
+fn ip_refusal(state: &AppState, retry_after_secs: u64) -> ApiError {
+    ApiError::QuotaExceeded {
+        policy: "ip-minute",
+        quota: state.limiter.ip_per_minute(),
+        retry_after_secs,
+    }
 }
 
 /// The client's address: the peer, or — behind a trusted proxy — the last

@@ -189,6 +189,17 @@ impl RateLimiter {
         Err(u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1))
     }
 
+    /// Whether `ip` is over its limit now, without counting a request:
+    /// `Some(seconds to wait)` if so. Checked before a presented key is looked
+    /// up, so a client guessing keys stops costing lookups once limited.
+    pub fn ip_over_limit(&self, ip: IpAddr) -> Option<u64> {
+        let now = self.clock.now();
+        let frees_at = self.ips.over_limit(&ip, self.ip_per_minute, now)?;
+        self.metrics.ip_refused.fetch_add(1, Ordering::Relaxed);
+        let wait_ms = (frees_at - now).num_milliseconds();
+        Some(u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1))
+    }
+
     /// The quota per client IP and minute.
     pub fn ip_per_minute(&self) -> u64 {
         self.ip_per_minute

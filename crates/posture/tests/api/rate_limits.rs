@@ -452,14 +452,36 @@ async fn an_operators_tier_change_applies_from_the_next_request() {
     );
 }
 
+/// `GET path` with `key`, as a client at `ip` behind the trusted proxy.
+async fn get_from(app: &TestApp, ip: &str, path: &str, key: &str) -> Answer {
+    let response = app
+        .client
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(key)
+        .header("x-forwarded-for", format!("198.51.100.77, {ip}"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
 #[tokio::test]
 async fn clients_without_a_valid_key_are_limited_per_ip_not_on_a_tenants_quota() {
     let app = TestApp::spawn_with(|config| {
         config.rate_limits_enabled = true;
         config.ip_rate_limit_per_minute = 5;
+        config.trust_forwarded_for = true;
     })
     .await;
     let tenant = app.create_tenant(Tier::Free).await;
+    let guesser = "203.0.113.5";
     let unknown = posture_domain::ApiKeyToken::generate(
         posture_domain::TenantId::new_random(),
         &mut rand::rngs::OsRng,
@@ -467,25 +489,45 @@ async fn clients_without_a_valid_key_are_limited_per_ip_not_on_a_tenants_quota()
     .expose();
     let mut statuses = Vec::new();
     for _ in 0..7 {
-        statuses.push(get(&app, "/v1/org", &unknown).await.status);
+        statuses.push(get_from(&app, guesser, "/v1/org", &unknown).await.status);
     }
     assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
-    let refused = get(&app, "/v1/org", "sp_live_garbage").await;
+    let refused = get_from(&app, guesser, "/v1/org", "sp_live_garbage").await;
     assert_eq!(refused.body["policy"], "ip-minute");
     assert!(refused.header("retry-after").parse::<u64>().unwrap() >= 1);
+    // Once limited, the client's keys are not even looked up: fresh
+    // well-formed keys cost no account load, and even a valid key waits.
+    let loads = "posture_cache_loads_total{views=\"account\"}";
+    let before = crate::caching::metric(&app, loads).await;
+    for _ in 0..3 {
+        let guess = posture_domain::ApiKeyToken::generate(
+            posture_domain::TenantId::new_random(),
+            &mut rand::rngs::OsRng,
+        )
+        .expose();
+        assert_eq!(get_from(&app, guesser, "/v1/org", &guess).await.status, 429);
+    }
+    assert_eq!(crate::caching::metric(&app, loads).await, before);
+    assert_eq!(
+        get_from(&app, guesser, "/v1/org", &tenant.admin_key)
+            .await
+            .status,
+        429
+    );
     // Public routes share the client's limit.
-    let catalog = app
-        .client
-        .get(format!("{}/v1/catalog/frameworks", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(catalog.status(), 429);
-    // A valid key is limited by its tenant's quota only, and untouched by
-    // the IP's failures.
-    let org = get(&app, "/v1/org", &tenant.admin_key).await;
+    let catalog = get_from(&app, guesser, "/v1/catalog/frameworks", "").await;
+    assert_eq!(catalog.status, 429);
+    // Another address is untouched, and a valid key there is limited by its
+    // tenant's quota only, which the guesser's failures did not consume.
+    let org = get_from(&app, "203.0.113.6", "/v1/org", &tenant.admin_key).await;
     assert_eq!(org.status, 200);
     assert_eq!(org.header("ratelimit"), "\"minute\";r=9;t=60");
+    assert_eq!(
+        get_from(&app, "203.0.113.6", "/v1/catalog/frameworks", "")
+            .await
+            .status,
+        200
+    );
 }
 
 /// Starts three cluster-mode nodes and joins them into a cluster of three
