@@ -54,7 +54,10 @@ impl Application {
             .with_context(|| format!("binding {}", config.listen_addr))?;
         let redis = Redis::new(&config.redis_settings()).context("the Redis URL")?;
         let views = Arc::new(ViewCache::new(config.view_cache_settings(), redis.clone()));
-        let verifier = KeyVerifier::new(store.clone(), views.clone());
+        let signing_key = KeyVerifier::load_signing_key(&store)
+            .await
+            .context("reading the cache signing key (run `posture migrate`)")?;
+        let verifier = KeyVerifier::new(store.clone(), views.clone(), signing_key);
         let limiter = Arc::new(RateLimiter::new(
             redis.clone(),
             clock,

@@ -7,9 +7,11 @@ use crate::http::error::ApiError;
 use crate::store::api_keys::KeyCredentials;
 use crate::store::{api_keys, Store};
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
 use posture_domain::api_key::SecretHash;
 use posture_domain::{ApiKeyId, ApiKeyToken, Scope, Scopes, TenantId, TenantStatus, Tier};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use std::sync::Arc;
 
 /// Why a key was refused.
@@ -84,15 +86,40 @@ impl From<KeyCredentials> for CachedCredentials {
 /// cache's version TTL (1 s) while Redis is up; every server also hears of the
 /// change by a PostgreSQL notification and drops them at once. Without Redis
 /// and notifications, the L1 lifetime (at most 5 s) bounds it.
+///
+/// What is cached is authenticated: an HMAC-SHA256, under a key that only
+/// PostgreSQL and the servers hold (`cache_signing_keys`), of the tenant, the
+/// key id and the credentials precedes them. An entry that does not verify
+/// (forged or damaged in Redis, or from an older format) is ignored and the
+/// credentials are read from PostgreSQL, so write access to Redis is not a
+/// way to mint keys.
 pub struct KeyVerifier {
     store: Store,
     views: Arc<ViewCache>,
+    signing_key: Arc<[u8; 32]>,
 }
 
+/// The bytes of the MAC that precedes cached credentials.
+const MAC_LEN: usize = 32;
+
 impl KeyVerifier {
-    /// A verifier over the server's store and view cache.
-    pub fn new(store: Store, views: Arc<ViewCache>) -> Self {
-        KeyVerifier { store, views }
+    /// A verifier over the server's store and view cache, authenticating cached
+    /// credentials with `signing_key`.
+    pub fn new(store: Store, views: Arc<ViewCache>, signing_key: [u8; 32]) -> Self {
+        KeyVerifier {
+            store,
+            views,
+            signing_key: Arc::new(signing_key),
+        }
+    }
+
+    /// Reads the signing key from PostgreSQL (created by a migration).
+    pub async fn load_signing_key(store: &Store) -> Result<[u8; 32], sqlx::Error> {
+        let key: Vec<u8> = sqlx::query_scalar("SELECT key FROM cache_signing_keys WHERE id = 1")
+            .fetch_one(store.pool())
+            .await?;
+        key.try_into()
+            .map_err(|_| sqlx::Error::Decode("cache signing key is not 32 bytes".into()))
     }
 
     /// Checks a presented token and returns who is calling.
@@ -102,6 +129,7 @@ impl KeyVerifier {
         let tenant_id = token.tenant_id();
         let store = self.store.clone();
         let key_id = token.key_id().clone();
+        let signing_key = self.signing_key.clone();
         let view = self
             .views
             .get_or_load(
@@ -110,7 +138,11 @@ impl KeyVerifier {
                 &format!("key:{key_id}"),
                 move || {
                     let (store, key_id) = (store.clone(), key_id.clone());
-                    async move { load_credentials(&store, tenant_id, &key_id).await }
+                    let signing_key = signing_key.clone();
+                    async move {
+                        let credentials = load_credentials(&store, tenant_id, &key_id).await?;
+                        Ok(sealed(&signing_key, tenant_id, &key_id, credentials))
+                    }
                 },
             )
             .await
@@ -118,11 +150,19 @@ impl KeyVerifier {
                 tracing::warn!(%error, "API key lookup failed");
                 AuthFailure::Unavailable
             })?;
-        let cached: Option<CachedCredentials> =
-            serde_json::from_slice(&view.body).map_err(|error| {
-                tracing::error!(%error, "undecodable cached API key credentials");
-                AuthFailure::Unavailable
-            })?;
+        let cached = match opened(&self.signing_key, tenant_id, token.key_id(), &view.body) {
+            Some(cached) => cached,
+            None => {
+                tracing::warn!(%tenant_id, key_id = %token.key_id(), "cached API key credentials failed authentication; reading them from PostgreSQL");
+                let body = load_credentials(&self.store, tenant_id, token.key_id())
+                    .await
+                    .map_err(|error| {
+                        tracing::warn!(%error, "API key lookup failed");
+                        AuthFailure::Unavailable
+                    })?;
+                serde_json::from_slice(&body).map_err(|_| AuthFailure::Unavailable)?
+            }
+        };
         let Some(stored) = cached else {
             return Err(AuthFailure::Unknown);
         };
@@ -150,6 +190,55 @@ impl KeyVerifier {
     }
 }
 
+/// The MAC of cached credentials: over the tenant, the key id and the bytes.
+fn mac(
+    signing_key: &[u8; 32],
+    tenant_id: TenantId,
+    key_id: &ApiKeyId,
+    body: &[u8],
+) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(signing_key).expect("HMAC takes any key length");
+    mac.update(tenant_id.as_uuid().as_bytes());
+    mac.update(key_id.as_str().as_bytes());
+    mac.update(&[0]);
+    mac.update(body);
+    mac
+}
+
+/// `MAC ‖ credentials`, as cached.
+fn sealed(
+    signing_key: &[u8; 32],
+    tenant_id: TenantId,
+    key_id: &ApiKeyId,
+    body: Vec<u8>,
+) -> Vec<u8> {
+    let tag = mac(signing_key, tenant_id, key_id, &body)
+        .finalize()
+        .into_bytes();
+    let mut sealed = Vec::with_capacity(MAC_LEN + body.len());
+    sealed.extend_from_slice(&tag);
+    sealed.extend_from_slice(&body);
+    sealed
+}
+
+/// The credentials of a cached entry whose MAC verifies (constant time);
+/// `None` for anything else.
+fn opened(
+    signing_key: &[u8; 32],
+    tenant_id: TenantId,
+    key_id: &ApiKeyId,
+    sealed: &[u8],
+) -> Option<Option<CachedCredentials>> {
+    if sealed.len() < MAC_LEN {
+        return None;
+    }
+    let (tag, body) = sealed.split_at(MAC_LEN);
+    mac(signing_key, tenant_id, key_id, body)
+        .verify_slice(tag)
+        .ok()?;
+    serde_json::from_slice(body).ok()
+}
+
 /// The key's credentials from PostgreSQL, serialized for the cache.
 async fn load_credentials(
     store: &Store,
@@ -163,4 +252,40 @@ async fn load_credentials(
     serde_json::to_vec(&cached).map_err(|error| {
         ApiError::Internal(anyhow::Error::new(error).context("serializing credentials"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credentials() -> Vec<u8> {
+        serde_json::to_vec(&Some(CachedCredentials {
+            secret_hash: [7; 32],
+            scopes: vec![Scope::Read],
+            expires_at: None,
+            revoked: false,
+            tier: Tier::Free,
+            tenant_status: TenantStatus::Active,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_sealed_credentials_of_the_same_key_open() {
+        let key = [1u8; 32];
+        let tenant = TenantId::new_random();
+        let key_id = ApiKeyId::parse("key_abcdefghijkl").unwrap();
+        let sealed = sealed(&key, tenant, &key_id, credentials());
+        assert!(opened(&key, tenant, &key_id, &sealed).is_some_and(|c| c.is_some()));
+        // Another server key, tenant or key id; a flipped byte; no MAC at all.
+        assert!(opened(&[2u8; 32], tenant, &key_id, &sealed).is_none());
+        assert!(opened(&key, TenantId::new_random(), &key_id, &sealed).is_none());
+        let other_id = ApiKeyId::parse("key_abcdefghijkm").unwrap();
+        assert!(opened(&key, tenant, &other_id, &sealed).is_none());
+        let mut tampered = sealed.clone();
+        let last = tampered.len() - 2;
+        tampered[last] ^= 1;
+        assert!(opened(&key, tenant, &key_id, &tampered).is_none());
+        assert!(opened(&key, tenant, &key_id, &credentials()).is_none());
+    }
 }

@@ -198,3 +198,56 @@ async fn the_org_carries_an_etag_and_answers_304_until_the_tier_changes() {
     assert_eq!(changed["tier"], "enterprise");
     assert_eq!(changed["limits"]["requests_per_day"], Value::Null);
 }
+
+#[tokio::test]
+async fn credentials_forged_in_redis_are_not_trusted() {
+    let redis = RedisServer::start().await;
+    let app = TestApp::spawn_with(|config| use_redis(config, &redis)).await;
+    let tenant = app.create_tenant(Tier::Enterprise).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    // An attacker who can write to Redis (but not PostgreSQL) picks a secret
+    // for a key's id and plants credentials granting it admin: as they are,
+    // and behind a made-up MAC. A fresh key for each, never used before, so
+    // the server's first lookup finds the planted entry.
+    for with_made_up_mac in [false, true] {
+        let key = app.issue_key(tenant.id, &["read"]).await;
+        let mut forged = key.clone().into_bytes();
+        forged[50] = if forged[50] == b'a' { b'b' } else { b'a' };
+        let forged = fix_checksum(&String::from_utf8(forged).unwrap());
+        let token = posture_domain::ApiKeyToken::parse(&forged).unwrap();
+        let planted = serde_json::to_vec(&json!({
+            "secret_hash": token.secret_hash().as_bytes().to_vec(),
+            "scopes": ["admin"],
+            "expires_at": null,
+            "revoked": false,
+            "tier": "enterprise",
+            "tenant_status": "active",
+        }))
+        .unwrap();
+        let body = if with_made_up_mac {
+            [vec![0u8; 32], planted].concat()
+        } else {
+            planted
+        };
+        let entry = format!(
+            "{{t:{tenant}}}:view:{tenant}:acct:key:{key_id}:e0a0",
+            tenant = tenant.id,
+            key_id = token.key_id()
+        );
+        redis::cmd("SET")
+            .arg(&entry)
+            .arg(body)
+            .query_async::<()>(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(app.get("/v1/api-keys", &forged).await.status(), 401);
+        assert_eq!(
+            metric(&app, ACCOUNT_L2_HITS).await,
+            if with_made_up_mac { 2.0 } else { 1.0 },
+            "the planted entry was read"
+        );
+        // The real key still works: its credentials come from PostgreSQL.
+        assert_eq!(app.get("/v1/org", &key).await.status(), 200);
+    }
+}
