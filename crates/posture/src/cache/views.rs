@@ -20,9 +20,10 @@
 
 use super::redis::{Redis, EPOCH_KEY};
 use posture_domain::TenantId;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// XFetch's β: above 1 favours earlier refreshes.
@@ -155,6 +156,13 @@ pub struct ViewCache {
     versions: moka::sync::Cache<TenantId, TenantVersions>,
     /// Keys being refreshed early, so one hot key gets one refresh.
     refreshing: moka::sync::Cache<String, ()>,
+    /// Tenant → how many times this process invalidated its views. Part of
+    /// every L1 key, so a load that started before an invalidation fills a
+    /// key nobody asks for any more, even while Redis is down and the version
+    /// stays the same; and a version read that overlapped an invalidation is
+    /// not trusted. One counter per tenant that ever changed (bounded by the
+    /// number of tenants).
+    local_bumps: Mutex<HashMap<TenantId, u64>>,
     /// Counters per [`Generation`], in [`Generation::ALL`] order.
     metrics: [ViewCacheMetrics; 2],
 }
@@ -182,6 +190,7 @@ impl ViewCache {
                 .build(),
             settings,
             redis,
+            local_bumps: Mutex::default(),
             metrics: Default::default(),
         }
     }
@@ -191,11 +200,22 @@ impl ViewCache {
         &self.metrics[generation as usize]
     }
 
+    /// How many times this process invalidated the tenant's views.
+    fn local_bumps(&self, tenant: TenantId) -> u64 {
+        self.local_bumps
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&tenant)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The tenant's current version of `generation`: trusted for
     /// `version_ttl`, then read from Redis (the epoch and both generations in
     /// one MGET). Without Redis, the last known version (or `local` for a
     /// tenant never seen).
     pub async fn version(&self, tenant: TenantId, generation: Generation) -> Arc<str> {
+        let bumps_before = self.local_bumps(tenant);
         let known = self.versions.get(&tenant);
         if let Some(versions) = &known {
             if versions.read_at.elapsed() < self.settings.version_ttl {
@@ -221,7 +241,11 @@ impl ViewCache {
                     account: format!("e{epoch}a{}", account.unwrap_or(0)).into(),
                     read_at: Instant::now(),
                 };
-                self.versions.insert(tenant, versions.clone());
+                // A read that overlapped an invalidation may hold the version
+                // from before it: use it for this request, trust it for none.
+                if self.local_bumps(tenant) == bumps_before {
+                    self.versions.insert(tenant, versions.clone());
+                }
                 versions.of(generation)
             }
             // Keep serving what we know; L1 entries expire by their TTL.
@@ -238,6 +262,14 @@ impl ViewCache {
             // all of L2 once Redis is back.
             self.redis.owe_epoch_bump();
         }
+        // After the INCR: version reads that started before it are not
+        // trusted, and new L1 keys are used from now on.
+        *self
+            .local_bumps
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(tenant)
+            .or_default() += 1;
         // Forget the versions only after the INCR, so a read in between cannot
         // re-read the old one and trust it for another `version_ttl`.
         self.versions.invalidate(&tenant);
@@ -263,63 +295,56 @@ impl ViewCache {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<u8>, crate::http::error::ApiError>> + Send + 'static,
     {
+        let bumps = self.local_bumps(tenant);
         let version = self.version(tenant, generation).await;
-        let key = format!("{}{name}:{version}", l1_prefix(tenant, generation));
+        let shared = format!("{}{name}:{version}", l1_prefix(tenant, generation));
+        let slot = Arc::new(Slot {
+            generation,
+            l1: format!("{shared}:l{bumps}"),
+            l2: l2_key(tenant, &shared),
+        });
         let load = Arc::new(load);
         let counters = self.metrics(generation);
         if !self.settings.l1_enabled {
-            return self
-                .l2_or_load(&key, tenant, generation, load.as_ref())
-                .await;
+            return self.l2_or_load(&slot, load.as_ref()).await;
         }
-        if let Some(view) = self.l1.get(&key).await {
+        if let Some(view) = self.l1.get(&slot.l1).await {
             counters.l1_hits.fetch_add(1, Ordering::Relaxed);
-            self.maybe_refresh_early(&key, tenant, generation, &view, load);
+            self.maybe_refresh_early(&slot, &view, load);
             return Ok(view);
         }
         counters.l1_misses.fetch_add(1, Ordering::Relaxed);
         let cache = self.clone();
         let loader = load.clone();
-        let fill_key = key.clone();
+        let fill = slot.clone();
         self.l1
-            .try_get_with(key, async move {
-                cache
-                    .l2_or_load(&fill_key, tenant, generation, loader.as_ref())
-                    .await
+            .try_get_with(slot.l1.clone(), async move {
+                cache.l2_or_load(&fill, loader.as_ref()).await
             })
             .await
             .map_err(|error: Arc<LoadError>| (*error).clone())
     }
 
-    async fn l2_or_load<F, Fut>(
-        &self,
-        key: &str,
-        tenant: TenantId,
-        generation: Generation,
-        load: &F,
-    ) -> Result<Arc<CachedView>, LoadError>
+    async fn l2_or_load<F, Fut>(&self, slot: &Slot, load: &F) -> Result<Arc<CachedView>, LoadError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, crate::http::error::ApiError>>,
     {
-        let counters = self.metrics(generation);
-        let l2_key = l2_key(tenant, key);
+        let counters = self.metrics(slot.generation);
         let mut get = redis::cmd("GET");
-        get.arg(&l2_key);
+        get.arg(&slot.l2);
         if let Ok(Some(body)) = self.redis.query::<Option<Vec<u8>>>(&get).await {
             counters.l2_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Arc::new(CachedView::new(body, Duration::ZERO)));
         }
         counters.l2_misses.fetch_add(1, Ordering::Relaxed);
-        self.load_fresh(key, tenant, generation, load).await
+        self.load_fresh(slot, load).await
     }
 
     /// XFetch: refresh in the background when `now + cost·β·(−ln U)` passes expiry.
     fn maybe_refresh_early<F, Fut>(
         self: &Arc<Self>,
-        key: &str,
-        tenant: TenantId,
-        generation: Generation,
+        slot: &Arc<Slot>,
         view: &Arc<CachedView>,
         load: Arc<F>,
     ) where
@@ -335,48 +360,39 @@ impl ViewCache {
         }
         let mut claimed = false;
         self.refreshing
-            .entry(key.to_owned())
+            .entry(slot.l1.clone())
             .or_insert_with(|| claimed = true);
         if !claimed {
             return;
         }
-        self.metrics(generation)
+        self.metrics(slot.generation)
             .early_refreshes
             .fetch_add(1, Ordering::Relaxed);
         let cache = self.clone();
-        let key = key.to_owned();
+        let slot = slot.clone();
         tokio::spawn(async move {
-            if let Ok(fresh) = cache
-                .load_fresh(&key, tenant, generation, load.as_ref())
-                .await
-            {
-                cache.l1.insert(key.clone(), fresh).await;
+            if let Ok(fresh) = cache.load_fresh(&slot, load.as_ref()).await {
+                cache.l1.insert(slot.l1.clone(), fresh).await;
             }
-            cache.refreshing.invalidate(&key);
+            cache.refreshing.invalidate(&slot.l1);
         });
     }
 
     /// Loads from PostgreSQL and fills L2 (on an L2 miss, and for an early
     /// refresh, which skips L2's copy: it is as old as the entry being replaced).
-    async fn load_fresh<F, Fut>(
-        &self,
-        key: &str,
-        tenant: TenantId,
-        generation: Generation,
-        load: &F,
-    ) -> Result<Arc<CachedView>, LoadError>
+    async fn load_fresh<F, Fut>(&self, slot: &Slot, load: &F) -> Result<Arc<CachedView>, LoadError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, crate::http::error::ApiError>>,
     {
-        self.metrics(generation)
+        self.metrics(slot.generation)
             .loads
             .fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let body = load().await.map_err(Arc::new)?;
         let view = Arc::new(CachedView::new(body, started.elapsed()));
         let mut set = redis::cmd("SET");
-        set.arg(l2_key(tenant, key))
+        set.arg(&slot.l2)
             .arg(&view.body)
             .arg("PX")
             .arg(u64::try_from(self.settings.l2_ttl.as_millis()).unwrap_or(u64::MAX));
@@ -386,12 +402,83 @@ impl ViewCache {
     }
 }
 
+/// Where one view lives in each layer.
+struct Slot {
+    generation: Generation,
+    /// `<tenant>:<generation>:<name>:<version>:l<local bumps>`.
+    l1: String,
+    /// The tenant's hash tag, then the L1 key without the local part (shared
+    /// by every instance).
+    l2: String,
+}
+
 /// The start of every L1 key of the tenant's views under `generation`.
 fn l1_prefix(tenant: TenantId, generation: Generation) -> String {
     format!("{tenant}:{}:", generation.tag())
 }
 
-/// An L2 key: the tenant's hash tag, then the L1 key (which holds the version).
+/// An L2 key: the tenant's hash tag, then the view's versioned key.
 fn l2_key(tenant: TenantId, key: &str) -> String {
     format!("{{t:{tenant}}}:view:{key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::{oneshot, Notify};
+
+    fn cache() -> Arc<ViewCache> {
+        let settings = ViewCacheSettings {
+            l1_enabled: true,
+            l1_ttl: Duration::from_secs(5),
+            l1_capacity: 100,
+            l2_ttl: Duration::from_secs(30),
+            version_ttl: Duration::from_secs(1),
+        };
+        Arc::new(ViewCache::new(settings, Redis::disabled()))
+    }
+
+    /// Without Redis the version never changes, so only the local part of
+    /// the key keeps a load that straddled an invalidation from being served
+    /// after it.
+    #[tokio::test]
+    async fn a_load_overlapping_an_invalidation_is_not_served_after_it() {
+        let cache = cache();
+        let tenant = TenantId::new_random();
+        let started = Arc::new(Notify::new());
+        let (release, released) = oneshot::channel::<()>();
+        let released = Arc::new(tokio::sync::Mutex::new(Some(released)));
+        let slow = {
+            let (cache, started, released) = (cache.clone(), started.clone(), released.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(tenant, Generation::Account, "org", move || {
+                        let (started, released) = (started.clone(), released.clone());
+                        async move {
+                            started.notify_one();
+                            if let Some(released) = released.lock().await.take() {
+                                let _ = released.await;
+                            }
+                            Ok(b"before".to_vec())
+                        }
+                    })
+                    .await
+                    .map(|view| view.body.clone())
+            })
+        };
+        started.notified().await;
+        cache.invalidate(tenant, Generation::Account).await;
+        release.send(()).unwrap();
+        assert_eq!(slow.await.unwrap().unwrap(), b"before");
+        let after = cache
+            .get_or_load(tenant, Generation::Account, "org", || async {
+                Ok(b"after".to_vec())
+            })
+            .await
+            .unwrap();
+        assert_eq!(after.body, b"after");
+        // Other tenants and the other generation are untouched by it.
+        assert_eq!(cache.local_bumps(TenantId::new_random()), 0);
+        assert_eq!(cache.local_bumps(tenant), 1);
+    }
 }
