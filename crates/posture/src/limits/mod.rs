@@ -135,7 +135,8 @@ impl RateLimiter {
                 (refused, counts, Source::Local)
             }
         };
-        match refused {
+        let decision = decide(tier, refused, &counts, now);
+        match decision.refused_by {
             None => {
                 self.usage.record(tenant, now);
                 self.metrics.admitted.fetch_add(1, Ordering::Relaxed);
@@ -144,7 +145,7 @@ impl RateLimiter {
                 self.metrics.refused[policy as usize].fetch_add(1, Ordering::Relaxed);
             }
         }
-        (decide(tier, refused, &counts, now), source)
+        (decision, source)
     }
 
     /// The tenant's current consumption without counting anything.

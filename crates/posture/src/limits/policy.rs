@@ -154,7 +154,7 @@ pub fn decide(
         let millis = (at - now).num_milliseconds().max(0);
         u64::try_from((millis + 999) / 1000).unwrap_or(0)
     };
-    let states = quotas(tier)
+    let states: Vec<PolicyState> = quotas(tier)
         .into_iter()
         .map(|(name, quota)| match name {
             PolicyName::Minute => PolicyState {
@@ -182,6 +182,16 @@ pub fn decide(
             },
         })
         .collect();
+    // When several limits are used up at once (the day's last request was
+    // also the minute's tenth), name the one that frees last: waiting for the
+    // first would only meet the next refusal.
+    let refused_by = refused_by.map(|first| {
+        states
+            .iter()
+            .filter(|state: &&PolicyState| state.quota.is_some_and(|quota| state.used >= quota))
+            .max_by_key(|state| state.reset_secs)
+            .map_or(first, |state| state.name)
+    });
     Decision {
         refused_by,
         states,
@@ -245,7 +255,10 @@ impl Decision {
                 state.quota.unwrap_or_default().to_string(),
             );
             set("x-ratelimit-remaining", remaining.to_string());
-            let reset_at = now.timestamp() + i64::try_from(state.reset_secs).unwrap_or(0);
+            // Rounded up, so it is never earlier than the reset itself.
+            let reset =
+                now + chrono::Duration::seconds(i64::try_from(state.reset_secs).unwrap_or(0));
+            let reset_at = (reset.timestamp_millis() + 999).div_euclid(1000);
             set("x-ratelimit-reset", reset_at.to_string());
         }
     }
@@ -337,6 +350,27 @@ mod tests {
         let mut headers = HeaderMap::new();
         refused.write_headers(&mut headers);
         assert_eq!(headers["ratelimit"], "\"minute\";r=0;t=41");
+    }
+
+    #[test]
+    fn of_several_used_up_limits_the_one_freeing_last_is_named() {
+        let now = at("2026-11-23T10:00:00.400Z");
+        let counts = Counts {
+            minute: 10,
+            minute_frees_at: Some(now + chrono::Duration::seconds(55)),
+            day: 1_000,
+            month: 5_000,
+        };
+        let decision = decide(Tier::Free, Some(PolicyName::Minute), &counts, now);
+        assert_eq!(decision.refused_by, Some(PolicyName::Day));
+        assert_eq!(decision.retry_after_secs(), Some(50_400));
+        let mut headers = HeaderMap::new();
+        decision.write_headers(&mut headers);
+        // 10:00:00.4 + 50,400 s, rounded up to the second: never early.
+        assert_eq!(
+            headers["x-ratelimit-reset"],
+            at("2026-11-24T00:00:01Z").timestamp().to_string()
+        );
     }
 
     #[test]
