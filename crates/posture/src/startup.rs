@@ -233,7 +233,7 @@ async fn flush_usage(state: AppState, shutdown: CancellationToken) {
         tokio::select! {
             _ = ticks.tick() => flush().await,
             _ = prunes.tick() => {
-                if let Err(error) = crate::limits::usage::prune(&state.store, limiter.clock().now()).await {
+                if let Err(error) = crate::limits::usage::prune(&state.store).await {
                     tracing::warn!(%error, "old usage rows not pruned");
                 }
             }

@@ -227,17 +227,10 @@ async fn write(store: &Store, batch: &[((TenantId, Period), u64)]) -> Result<(),
         .map(|_| ())
 }
 
-/// Deletes day rows older than a week and month rows older than a year.
-pub async fn prune(store: &Store, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    let periods = Periods::at(now);
-    let keep_days_after = periods.day - chrono::Days::new(7);
-    let keep_months_after = periods
-        .month
-        .checked_sub_months(chrono::Months::new(12))
-        .unwrap_or(periods.month);
-    let pruned: i64 = sqlx::query_scalar("SELECT prune_api_usage($1, $2)")
-        .bind(keep_days_after)
-        .bind(keep_months_after)
+/// Deletes day rows older than a week and month rows older than a year (the
+/// function decides the cutoffs from the database's clock).
+pub async fn prune(store: &Store) -> Result<u64, sqlx::Error> {
+    let pruned: i64 = sqlx::query_scalar("SELECT prune_api_usage()")
         .fetch_one(store.pool())
         .await?;
     Ok(u64::try_from(pruned).unwrap_or(0))

@@ -632,3 +632,44 @@ async fn the_limit_script_runs_on_a_three_master_redis_cluster() {
     }
     assert!(slots.len() >= 2, "the tenants all landed on one master");
 }
+
+#[tokio::test]
+async fn the_usage_functions_take_no_more_than_they_must_from_the_app_role() {
+    use sqlx::{Connection, PgConnection};
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(Tier::Free).await;
+    let mut connection = PgConnection::connect(&app.database.app_url())
+        .await
+        .unwrap();
+    let add = |count: i64| {
+        sqlx::query("SELECT add_api_usage($1, $2, $3, $4)")
+            .bind(vec![tenant.id.as_uuid()])
+            .bind(vec!["month"])
+            .bind(vec![chrono::Utc::now().date_naive()])
+            .bind(vec![count])
+    };
+    assert!(add(100_000_000).execute(&mut connection).await.is_err());
+    assert!(add(-1).execute(&mut connection).await.is_err());
+    add(5).execute(&mut connection).await.unwrap();
+    // Old rows go, current ones stay, whatever the caller would like.
+    sqlx::query(
+        "INSERT INTO api_usage (tenant_id, period, period_start, requests)
+         VALUES ($1, 'day', current_date - 30, 7), ($1, 'month', current_date - 800, 7),
+                ($1, 'day', current_date, 3)",
+    )
+    .bind(tenant.id.as_uuid())
+    .execute(app.owner.pool())
+    .await
+    .unwrap();
+    let pruned: i64 = sqlx::query_scalar("SELECT prune_api_usage()")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM api_usage WHERE tenant_id = $1")
+        .bind(tenant.id.as_uuid())
+        .fetch_one(app.owner.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, 2, "the current day and month remain");
+}
