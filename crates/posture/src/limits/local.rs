@@ -76,6 +76,11 @@ impl<K: Hash + Eq + Send + Sync + Clone + 'static> LocalLimiter<K> {
         self.decide(subject, quota, now, true)
     }
 
+    /// What [`Self::check`] would decide now, without counting anything.
+    pub fn peek(&self, subject: &K, quota: u64, now: DateTime<Utc>) -> LocalDecision {
+        self.decide(subject, quota, now, false)
+    }
+
     /// Whether one more request of `subject` would be refused now, without
     /// counting it; `Some(when it frees)` if so.
     pub fn over_limit(&self, subject: &K, quota: u64, now: DateTime<Utc>) -> Option<DateTime<Utc>> {

@@ -115,21 +115,23 @@ impl RateLimiter {
             Err(_) => {
                 self.metrics.local_decisions.fetch_add(1, Ordering::Relaxed);
                 let before = self.usage.local_estimate(tenant, now);
-                let minute = self.tenants.check(&tenant, tier_minute(tier), now);
-                let counts_before = minute.counts(before.day, before.month);
-                // The minute decision is GCRA's; day and month are checked
-                // against the local estimate.
-                let refused = if minute.admitted {
-                    policy::refusing_policy(
-                        tier,
-                        &policy::Counts {
-                            minute: 0,
-                            ..counts_before
-                        },
-                    )
+                // Day and month against the local estimate first: a request
+                // they refuse must not spend a slot of the minute's GCRA.
+                let day_or_month = policy::refusing_policy(
+                    tier,
+                    &policy::Counts {
+                        minute: 0,
+                        minute_frees_at: None,
+                        day: before.day,
+                        month: before.month,
+                    },
+                );
+                let minute = if day_or_month.is_some() {
+                    self.tenants.peek(&tenant, tier_minute(tier), now)
                 } else {
-                    Some(PolicyName::Minute)
+                    self.tenants.check(&tenant, tier_minute(tier), now)
                 };
+                let refused = day_or_month.or((!minute.admitted).then_some(PolicyName::Minute));
                 let counted = u64::from(refused.is_none());
                 let counts = minute.counts(before.day + counted, before.month + counted);
                 (refused, counts, Source::Local)
@@ -232,4 +234,38 @@ impl RateLimiter {
 
 fn tier_minute(tier: Tier) -> u64 {
     u64::from(tier.limits().per_minute)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clock::ManualClock;
+
+    /// Without Redis every decision is local. A request the day refuses must
+    /// leave the minute's GCRA as it was.
+    #[tokio::test]
+    async fn a_local_refusal_by_the_day_spends_nothing_of_the_minute() {
+        let clock = Arc::new(ManualClock::new("2026-11-23T21:00:00Z".parse().unwrap()));
+        let limiter = RateLimiter::new(Redis::disabled(), clock.clone(), 60);
+        let tenant = TenantId::new_random();
+        let mut admitted = 0;
+        while admitted < 1_000 {
+            let (decision, source) = limiter.check_tenant(tenant, Tier::Free).await;
+            assert_eq!(source, Source::Local);
+            match decision.refused_by {
+                None => admitted += 1,
+                Some(PolicyName::Minute) => clock.advance(chrono::Duration::seconds(6)),
+                Some(other) => panic!("refused by {other:?} after {admitted}"),
+            }
+        }
+        clock.advance(chrono::Duration::seconds(6));
+        let now = clock.now();
+        let before = limiter.tenants.peek(&tenant, 10, now);
+        for _ in 0..30 {
+            let (decision, _) = limiter.check_tenant(tenant, Tier::Free).await;
+            assert_eq!(decision.refused_by, Some(PolicyName::Day));
+        }
+        assert_eq!(limiter.tenants.peek(&tenant, 10, now), before);
+        assert!(before.admitted, "the minute had room all along");
+    }
 }
