@@ -97,6 +97,10 @@ pub struct KeyVerifier {
     store: Store,
     views: Arc<ViewCache>,
     signing_key: Arc<[u8; 32]>,
+    /// Credentials already authenticated and decoded, by tenant, key id and
+    /// the cached bytes' tag: a cached entry is checked once, not on every
+    /// request that reads it.
+    opened: moka::sync::Cache<String, Arc<Option<CachedCredentials>>>,
 }
 
 /// The bytes of the MAC that precedes cached credentials.
@@ -110,6 +114,10 @@ impl KeyVerifier {
             store,
             views,
             signing_key: Arc::new(signing_key),
+            opened: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(60))
+                .build(),
         }
     }
 
@@ -127,43 +135,50 @@ impl KeyVerifier {
         // Shape and checksum first: a mistyped or random key costs no lookup.
         let token = ApiKeyToken::parse(presented).map_err(|_| AuthFailure::Malformed)?;
         let tenant_id = token.tenant_id();
-        let store = self.store.clone();
         let key_id = token.key_id().clone();
-        let signing_key = self.signing_key.clone();
+        let name = format!("key:{key_id}");
+        let (store, signing_key) = (self.store.clone(), self.signing_key.clone());
         let view = self
             .views
-            .get_or_load(
-                tenant_id,
-                Generation::Account,
-                &format!("key:{key_id}"),
-                move || {
-                    let (store, key_id) = (store.clone(), key_id.clone());
-                    let signing_key = signing_key.clone();
-                    async move {
-                        let credentials = load_credentials(&store, tenant_id, &key_id).await?;
-                        Ok(sealed(&signing_key, tenant_id, &key_id, credentials))
-                    }
-                },
-            )
+            .get_or_load(tenant_id, Generation::Account, &name, move || {
+                let (store, key_id) = (store.clone(), key_id.clone());
+                let signing_key = signing_key.clone();
+                async move {
+                    let credentials = load_credentials(&store, tenant_id, &key_id).await?;
+                    Ok(sealed(&signing_key, tenant_id, &key_id, credentials))
+                }
+            })
             .await
-            .map_err(|error| {
-                tracing::warn!(%error, "API key lookup failed");
-                AuthFailure::Unavailable
-            })?;
-        let cached = match opened(&self.signing_key, tenant_id, token.key_id(), &view.body) {
+            .map_err(unavailable)?;
+        // The tag hashes the sealed bytes; with the tenant and the key id it
+        // names exactly what `opened` checked.
+        let opened_key = format!("{tenant_id}:{}:{}", token.key_id(), view.etag);
+        let cached = match self.opened.get(&opened_key) {
             Some(cached) => cached,
-            None => {
-                tracing::warn!(%tenant_id, key_id = %token.key_id(), "cached API key credentials failed authentication; reading them from PostgreSQL");
-                let body = load_credentials(&self.store, tenant_id, token.key_id())
-                    .await
-                    .map_err(|error| {
-                        tracing::warn!(%error, "API key lookup failed");
-                        AuthFailure::Unavailable
-                    })?;
-                serde_json::from_slice(&body).map_err(|_| AuthFailure::Unavailable)?
-            }
+            None => match opened(&self.signing_key, tenant_id, token.key_id(), &view.body) {
+                Some(cached) => {
+                    let cached = Arc::new(cached);
+                    self.opened.insert(opened_key, cached.clone());
+                    cached
+                }
+                None => {
+                    tracing::warn!(%tenant_id, key_id = %token.key_id(), "cached API key credentials failed authentication; reading them from PostgreSQL");
+                    let body = load_credentials(&self.store, tenant_id, token.key_id())
+                        .await
+                        .map_err(unavailable)?;
+                    let cached =
+                        serde_json::from_slice(&body).map_err(|_| AuthFailure::Unavailable)?;
+                    // Replace the bad entry, so the next request finds good
+                    // credentials instead of reading PostgreSQL again.
+                    let fresh = sealed(&self.signing_key, tenant_id, token.key_id(), body);
+                    self.views
+                        .replace(tenant_id, Generation::Account, &name, fresh)
+                        .await;
+                    Arc::new(cached)
+                }
+            },
         };
-        let Some(stored) = cached else {
+        let Some(stored) = cached.as_ref() else {
             return Err(AuthFailure::Unknown);
         };
         // Constant-time comparison of the hashes.
@@ -185,9 +200,16 @@ impl KeyVerifier {
             tenant_id,
             tier: stored.tier,
             key_id: token.key_id().clone(),
-            scopes: Scopes::new(stored.scopes).map_err(|_| AuthFailure::Unavailable)?,
+            scopes: Scopes::new(stored.scopes.iter().copied())
+                .map_err(|_| AuthFailure::Unavailable)?,
         })
     }
+}
+
+/// A lookup that failed: logged, and 503 for the caller.
+fn unavailable(error: impl std::fmt::Display) -> AuthFailure {
+    tracing::warn!(%error, "API key lookup failed");
+    AuthFailure::Unavailable
 }
 
 /// The MAC of cached credentials: over the tenant, the key id and the bytes.

@@ -295,14 +295,7 @@ impl ViewCache {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<u8>, crate::http::error::ApiError>> + Send + 'static,
     {
-        let bumps = self.local_bumps(tenant);
-        let version = self.version(tenant, generation).await;
-        let shared = format!("{}{name}:{version}", l1_prefix(tenant, generation));
-        let slot = Arc::new(Slot {
-            generation,
-            l1: format!("{shared}:l{bumps}"),
-            l2: l2_key(tenant, &shared),
-        });
+        let slot = self.slot(tenant, generation, name).await;
         let load = Arc::new(load);
         let counters = self.metrics(generation);
         if !self.settings.l1_enabled {
@@ -323,6 +316,46 @@ impl ViewCache {
             })
             .await
             .map_err(|error: Arc<LoadError>| (*error).clone())
+    }
+
+    /// Replaces the view `name` of `tenant` in L1 and L2 with `body` (a caller
+    /// that found the cached one unusable and loaded it afresh).
+    pub async fn replace(
+        &self,
+        tenant: TenantId,
+        generation: Generation,
+        name: &str,
+        body: Vec<u8>,
+    ) -> Arc<CachedView> {
+        let slot = self.slot(tenant, generation, name).await;
+        let view = Arc::new(CachedView::new(body, Duration::ZERO));
+        self.fill_l2(&slot, &view).await;
+        if self.settings.l1_enabled {
+            self.l1.insert(slot.l1.clone(), view.clone()).await;
+        }
+        view
+    }
+
+    /// Where the view `name` of `tenant` lives now.
+    async fn slot(&self, tenant: TenantId, generation: Generation, name: &str) -> Arc<Slot> {
+        let bumps = self.local_bumps(tenant);
+        let version = self.version(tenant, generation).await;
+        let shared = format!("{}{name}:{version}", l1_prefix(tenant, generation));
+        Arc::new(Slot {
+            generation,
+            l1: format!("{shared}:l{bumps}"),
+            l2: l2_key(tenant, &shared),
+        })
+    }
+
+    /// Writes `view` to L2; a failed write costs nothing but a later miss.
+    async fn fill_l2(&self, slot: &Slot, view: &CachedView) {
+        let mut set = redis::cmd("SET");
+        set.arg(&slot.l2)
+            .arg(&view.body)
+            .arg("PX")
+            .arg(u64::try_from(self.settings.l2_ttl.as_millis()).unwrap_or(u64::MAX));
+        let _ = self.redis.query::<()>(&set).await;
     }
 
     async fn l2_or_load<F, Fut>(&self, slot: &Slot, load: &F) -> Result<Arc<CachedView>, LoadError>
@@ -391,13 +424,7 @@ impl ViewCache {
         let started = Instant::now();
         let body = load().await.map_err(Arc::new)?;
         let view = Arc::new(CachedView::new(body, started.elapsed()));
-        let mut set = redis::cmd("SET");
-        set.arg(&slot.l2)
-            .arg(&view.body)
-            .arg("PX")
-            .arg(u64::try_from(self.settings.l2_ttl.as_millis()).unwrap_or(u64::MAX));
-        // A failed fill costs nothing but a later miss.
-        let _ = self.redis.query::<()>(&set).await;
+        self.fill_l2(slot, &view).await;
         Ok(view)
     }
 }
