@@ -5,7 +5,7 @@
 
 use super::Store;
 use posture_domain::TenantId;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgConnection;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -43,7 +43,12 @@ pub async fn listen(
 ) {
     loop {
         let session = async {
-            let mut listener = PgListener::connect_with(store.pool()).await?;
+            // Its own connection, outside the pool: a listener holds its
+            // connection for good, and requests must not lose a slot to it.
+            let own = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with((*store.pool().connect_options()).clone());
+            let mut listener = PgListener::connect_with(&own).await?;
             listener.listen(channel).await?;
             loop {
                 let notification = listener.recv().await?;
