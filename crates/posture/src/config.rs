@@ -119,6 +119,14 @@ pub struct Config {
     pub webhook_allow_http: bool,
     pub webhook_allowed_hosts: String,
     pub webhook_resolve: String,
+    pub webhook_concurrency: usize,
+    pub webhook_retry_schedule: String,
+    pub webhook_retry_jitter_percent: u8,
+    pub webhook_disable_after_secs: u64,
+    pub webhook_connect_timeout_ms: u64,
+    pub webhook_timeout_ms: u64,
+    pub webhook_poll_interval_ms: u64,
+    pub webhook_retention_days: u32,
 }
 
 impl Default for Config {
@@ -183,6 +191,14 @@ impl Default for Config {
             webhook_allow_http: false,
             webhook_allowed_hosts: String::new(),
             webhook_resolve: String::new(),
+            webhook_concurrency: 16,
+            webhook_retry_schedule: "5s,5m,30m,2h,5h,10h,10h".to_owned(),
+            webhook_retry_jitter_percent: 10,
+            webhook_disable_after_secs: 5 * 86_400,
+            webhook_connect_timeout_ms: 5_000,
+            webhook_timeout_ms: 15_000,
+            webhook_poll_interval_ms: 1_000,
+            webhook_retention_days: 30,
         }
     }
 }
@@ -257,6 +273,14 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_WEBHOOK_ALLOW_HTTP", toml_key: "webhook_allow_http", default: "false", meaning: "Accept plain `http://` webhook URLs (tests, on-premise receivers); otherwise https only." },
     SettingDoc { env: "POSTURE_WEBHOOK_ALLOWED_HOSTS", toml_key: "webhook_allowed_hosts", default: "", meaning: "Comma-separated host names exempt from the public-address check (SSRF protection); empty in production." },
     SettingDoc { env: "POSTURE_WEBHOOK_RESOLVE", toml_key: "webhook_resolve", default: "", meaning: "`host=address` pairs, comma-separated (repeat a host for several addresses), used instead of DNS for webhook hosts, like curl's --resolve." },
+    SettingDoc { env: "POSTURE_WEBHOOK_CONCURRENCY", toml_key: "webhook_concurrency", default: "16", meaning: "Webhook deliveries one process sends at once (0: no dispatcher in this process). Runs in `posture serve` and `posture worker`." },
+    SettingDoc { env: "POSTURE_WEBHOOK_RETRY_SCHEDULE", toml_key: "webhook_retry_schedule", default: "5s,5m,30m,2h,5h,10h,10h", meaning: "Waits before each retry of a failed delivery (units ms, s, m, h; 1 to 20 steps); a delivery gets one attempt more than there are steps." },
+    SettingDoc { env: "POSTURE_WEBHOOK_RETRY_JITTER_PERCENT", toml_key: "webhook_retry_jitter_percent", default: "10", meaning: "Each retry wait is lengthened by up to this share, at random (0 to 100); a receiver's Retry-After is a minimum." },
+    SettingDoc { env: "POSTURE_WEBHOOK_DISABLE_AFTER_SECS", toml_key: "webhook_disable_after_secs", default: "432000", meaning: "An endpoint whose deliveries have failed without a success for this long (5 days) is disabled and the organization told." },
+    SettingDoc { env: "POSTURE_WEBHOOK_CONNECT_TIMEOUT_MS", toml_key: "webhook_connect_timeout_ms", default: "5000", meaning: "Longest wait to connect to a webhook endpoint." },
+    SettingDoc { env: "POSTURE_WEBHOOK_TIMEOUT_MS", toml_key: "webhook_timeout_ms", default: "15000", meaning: "Longest a delivery attempt may take in all (connect, send, answer); at most 60000." },
+    SettingDoc { env: "POSTURE_WEBHOOK_POLL_INTERVAL_MS", toml_key: "webhook_poll_interval_ms", default: "1000", meaning: "Idle dispatchers look for retries that came due this often (new events wake them at once)." },
+    SettingDoc { env: "POSTURE_WEBHOOK_RETENTION_DAYS", toml_key: "webhook_retention_days", default: "30", meaning: "Events and their delivery logs are kept this long once every delivery has finished." },
 ];
 
 impl Config {
@@ -514,6 +538,44 @@ impl Config {
         if let Some(resolve) = env("POSTURE_WEBHOOK_RESOLVE") {
             self.webhook_resolve = resolve;
         }
+        set(
+            &env,
+            "POSTURE_WEBHOOK_CONCURRENCY",
+            &mut self.webhook_concurrency,
+        )?;
+        if let Some(schedule) = env("POSTURE_WEBHOOK_RETRY_SCHEDULE") {
+            self.webhook_retry_schedule = schedule;
+        }
+        set(
+            &env,
+            "POSTURE_WEBHOOK_RETRY_JITTER_PERCENT",
+            &mut self.webhook_retry_jitter_percent,
+        )?;
+        set(
+            &env,
+            "POSTURE_WEBHOOK_DISABLE_AFTER_SECS",
+            &mut self.webhook_disable_after_secs,
+        )?;
+        set(
+            &env,
+            "POSTURE_WEBHOOK_CONNECT_TIMEOUT_MS",
+            &mut self.webhook_connect_timeout_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_WEBHOOK_TIMEOUT_MS",
+            &mut self.webhook_timeout_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_WEBHOOK_POLL_INTERVAL_MS",
+            &mut self.webhook_poll_interval_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_WEBHOOK_RETENTION_DAYS",
+            &mut self.webhook_retention_days,
+        )?;
         if let Some(format) = env("POSTURE_LOG_FORMAT") {
             self.log_format = match format.trim() {
                 "text" => LogFormat::Text,
@@ -550,6 +612,22 @@ impl Config {
             crate::webhooks::destination::DestinationPolicy::parse_resolve(&self.webhook_resolve)
         {
             bail!("webhook_resolve: {problem}");
+        }
+        if let Err(problem) =
+            crate::webhooks::dispatcher::parse_schedule(&self.webhook_retry_schedule)
+        {
+            bail!("webhook_retry_schedule: {problem}");
+        }
+        if self.webhook_retry_jitter_percent > 100 {
+            bail!("webhook_retry_jitter_percent must be between 0 and 100");
+        }
+        if !(1..=60_000).contains(&self.webhook_timeout_ms)
+            || !(1..=60_000).contains(&self.webhook_connect_timeout_ms)
+        {
+            bail!("webhook_timeout_ms and webhook_connect_timeout_ms must be between 1 and 60000");
+        }
+        if self.webhook_disable_after_secs == 0 || self.webhook_retention_days == 0 {
+            bail!("webhook_disable_after_secs and webhook_retention_days must be positive");
         }
         if !(1..=60_000).contains(&self.ip_rate_limit_per_minute) {
             bail!("ip_rate_limit_per_minute must be between 1 and 60000");
@@ -601,6 +679,7 @@ impl Config {
             apply_statement_timeout: Duration::from_millis(
                 self.job_statement_timeout_ms.max(1_000),
             ),
+            webhook_retention_days: i32::try_from(self.webhook_retention_days).unwrap_or(i32::MAX),
         }
     }
 
@@ -621,6 +700,31 @@ impl Config {
                 open_wait: Duration::from_millis(self.breaker_open_wait_ms),
                 half_open_probes: self.breaker_half_open_probes.max(1),
             },
+        }
+    }
+
+    /// How the webhook dispatcher behaves.
+    pub fn dispatcher_settings(&self) -> crate::webhooks::dispatcher::DispatcherSettings {
+        let total = Duration::from_millis(self.webhook_timeout_ms.max(1));
+        crate::webhooks::dispatcher::DispatcherSettings {
+            concurrency: self.webhook_concurrency,
+            // Validated when the configuration was read.
+            schedule: crate::webhooks::dispatcher::parse_schedule(&self.webhook_retry_schedule)
+                .unwrap_or_else(|_| vec![Duration::from_secs(5)]),
+            jitter: f64::from(self.webhook_retry_jitter_percent.min(100)) / 100.0,
+            disable_after: Duration::from_secs(self.webhook_disable_after_secs.max(1)),
+            // An attempt ends within the total timeout; the margin covers
+            // reading and recording it.
+            lease: total + Duration::from_secs(30),
+            poll_interval: Duration::from_millis(self.webhook_poll_interval_ms.max(10)),
+        }
+    }
+
+    /// The webhook client's timeouts.
+    pub fn webhook_timeouts(&self) -> crate::webhooks::client::Timeouts {
+        crate::webhooks::client::Timeouts {
+            connect: Duration::from_millis(self.webhook_connect_timeout_ms.max(1)),
+            total: Duration::from_millis(self.webhook_timeout_ms.max(1)),
         }
     }
 

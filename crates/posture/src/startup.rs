@@ -81,6 +81,7 @@ impl Application {
             redis,
             views,
             limiter,
+            webhook_metrics: Arc::default(),
         };
         // Before the listener accepts anything, so readiness follows warmth.
         crate::cache::warm::warm(
@@ -137,6 +138,25 @@ impl Application {
             Some(state.views.clone()),
             workers_stop.clone(),
         );
+        // The dispatcher stops with the workers, recording the attempts in flight.
+        let dispatcher = crate::webhooks::dispatcher::spawn_from_config(
+            state.store.clone(),
+            &state.config,
+            state.webhook_metrics.clone(),
+            workers_stop.clone(),
+        )?;
+        // Quota alerts queued by requests are written after the drain.
+        let quota_alerts = state
+            .limiter
+            .quota_alerts()
+            .take_receiver()
+            .map(|receiver| {
+                tokio::spawn(crate::webhooks::quota::write_alerts(
+                    state.store.clone(),
+                    receiver,
+                    flusher_stop.clone(),
+                ))
+            });
         let redis_health = state.redis.spawn_health_check(workers_stop.clone());
         let control = crate::cache::control::spawn_listener(
             state.store.clone(),
@@ -169,9 +189,12 @@ impl Application {
             }
         }
         workers_stop.cancel();
-        if tokio::time::timeout(grace, futures_join_all(workers))
-            .await
-            .is_err()
+        if tokio::time::timeout(
+            grace,
+            futures_join_all(workers.into_iter().chain(dispatcher).collect()),
+        )
+        .await
+        .is_err()
         {
             tracing::warn!("workers did not finish their jobs within the grace period");
         }
@@ -183,6 +206,9 @@ impl Application {
         flusher_stop.cancel();
         let _ = flusher.await;
         let _ = usage_flusher.await;
+        if let Some(quota_alerts) = quota_alerts {
+            let _ = quota_alerts.await;
+        }
         // Connections still held by requests that outlived the grace period are
         // not waited for beyond it.
         if tokio::time::timeout(grace, state.store.close())

@@ -32,4 +32,6 @@ pub struct AppState {
     pub views: Arc<ViewCache>,
     /// Rate limits and quotas.
     pub limiter: Arc<RateLimiter>,
+    /// The webhook dispatcher's counters (for `/metrics`).
+    pub webhook_metrics: Arc<crate::webhooks::dispatcher::DispatchMetrics>,
 }

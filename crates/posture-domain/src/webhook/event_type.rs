@@ -17,11 +17,14 @@ pub enum EventType {
     /// 80 % of the day's or month's quota used.
     QuotaWarning,
     QuotaExceeded,
+    /// The platform disabled one of the organization's endpoints (it answered
+    /// 410 Gone, or its deliveries failed for days).
+    WebhookDisabled,
 }
 
 impl EventType {
     /// Every type, in documentation order.
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 9] = [
         EventType::ScanCompleted,
         EventType::ScanFailed,
         EventType::FindingCreated,
@@ -30,6 +33,7 @@ impl EventType {
         EventType::ComplianceControlFailed,
         EventType::QuotaWarning,
         EventType::QuotaExceeded,
+        EventType::WebhookDisabled,
     ];
 
     /// The name in subscriptions and payloads.
@@ -43,6 +47,7 @@ impl EventType {
             EventType::ComplianceControlFailed => "compliance.control_failed",
             EventType::QuotaWarning => "quota.warning",
             EventType::QuotaExceeded => "quota.exceeded",
+            EventType::WebhookDisabled => "webhook.disabled",
         }
     }
 }

@@ -96,12 +96,18 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         config.view_cache_settings(),
         redis,
     ));
-    let workers = spawn_workers(
+    let mut workers = spawn_workers(
         store.clone(),
         config.worker_settings(count),
         Some(views),
         stop.clone(),
     );
+    workers.extend(crate::webhooks::dispatcher::spawn_from_config(
+        store.clone(),
+        &config,
+        std::sync::Arc::default(),
+        stop.clone(),
+    )?);
     shutdown.cancelled().await;
     stop.cancel();
     if let Some(health) = redis_health {

@@ -137,6 +137,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             let mut text = state.metrics.render(state.store.pool_stats());
             crate::cache::metrics::render(&mut text, &state.redis, &state.views);
             crate::limits::metrics::render(&mut text, &state.limiter);
+            crate::webhooks::dispatcher::render_metrics(&mut text, &state.webhook_metrics);
             text
         },
     )

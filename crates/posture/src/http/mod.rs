@@ -19,6 +19,7 @@ pub mod posture;
 pub mod scans;
 pub mod settings;
 pub mod usage;
+pub mod webhook_deliveries;
 pub mod webhooks;
 
 use crate::auth;
@@ -79,6 +80,22 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/webhooks/{id}/rotate-secret",
             axum::routing::post(webhooks::rotate_secret),
+        )
+        .route(
+            "/v1/webhooks/{id}/test",
+            axum::routing::post(webhook_deliveries::test),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            get(webhook_deliveries::list),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery}",
+            get(webhook_deliveries::get),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery}/retry",
+            axum::routing::post(webhook_deliveries::retry),
         )
         .route("/v1/assets", get(assets::list).post(assets::create))
         .route(

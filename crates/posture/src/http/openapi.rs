@@ -38,6 +38,10 @@ use utoipa::{Modify, OpenApi};
         super::webhooks::update,
         super::webhooks::delete,
         super::webhooks::rotate_secret,
+        super::webhook_deliveries::test,
+        super::webhook_deliveries::list,
+        super::webhook_deliveries::get,
+        super::webhook_deliveries::retry,
         super::assets::create,
         super::assets::list,
         super::assets::get,
@@ -59,6 +63,8 @@ use utoipa::{Modify, OpenApi};
         super::assets::AssetPage,
         super::scans::ScanPage,
         super::findings::FindingPage,
+        super::webhook_deliveries::DeliveryPage,
+        crate::webhooks::events::WebhookMessage,
     )),
     modifiers(&BearerKey, &IdempotencyKeyHeader),
     tags(
@@ -69,7 +75,7 @@ use utoipa::{Modify, OpenApi};
         (name = "findings", description = "De-duplicated findings, their history, and triage"),
         (name = "posture", description = "The security score with its working, and its history"),
         (name = "compliance", description = "Compliance with SOC 2, ISO 27001, NIST 800-53, PCI DSS, CIS Controls and custom frameworks, down to the failing findings"),
-        (name = "webhooks", description = "Signed notifications to the organization's endpoints (admin scope)"),
+        (name = "webhooks", description = "Signed notifications to the organization's endpoints (admin scope). Every message's body is a `WebhookMessage` (see the schema and docs/webhooks.md); it is signed by the Standard Webhooks scheme."),
         (name = "catalog", description = "The built-in compliance catalog: frameworks, controls and mappings (public, no key needed)"),
         (name = "health", description = "Liveness, readiness and metrics"),
     )

@@ -41,7 +41,7 @@ pub struct CreateWebhook {
     /// The event types to receive (at least one): `scan.completed`,
     /// `scan.failed`, `finding.created`, `finding.reopened`,
     /// `posture.score_changed`, `compliance.control_failed`, `quota.warning`,
-    /// `quota.exceeded`.
+    /// `quota.exceeded`, `webhook.disabled`.
     pub event_types: Vec<String>,
     /// Up to 500 characters.
     pub description: Option<String>,
@@ -90,6 +90,8 @@ pub struct WebhookView {
     /// Why the platform disabled it (`gone`: the endpoint answered 410;
     /// `failing`: deliveries failed for 5 days); null otherwise.
     pub disabled_reason: Option<String>,
+    /// When the platform disabled it; null otherwise.
+    pub disabled_at: Option<DateTime<Utc>>,
     /// Since when deliveries have been failing; null when the last succeeded.
     pub failing_since: Option<DateTime<Utc>>,
     /// While a rotation's old secret still signs: until when.
@@ -112,6 +114,7 @@ impl From<WebhookRecord> for WebhookView {
             score_threshold: record.score_threshold,
             enabled: record.enabled,
             disabled_reason: record.disabled_reason,
+            disabled_at: record.disabled_at,
             failing_since: record.failing_since,
             previous_secret_expires_at: overlap,
             created_at: record.created_at,

@@ -5,6 +5,7 @@ use super::{decompress, format_from_name};
 use crate::jobs::queue::{self, ClaimedJob};
 use crate::store::findings::{self, ScanApplication};
 use crate::store::{scans, Store};
+use crate::webhooks::triggers::{self, ScanFacts};
 use anyhow::Context;
 use posture_domain::report::parse_report;
 use serde_json::json;
@@ -89,11 +90,19 @@ impl ScanProcessor {
                 // parser change); it will not get better by retrying.
                 let reason = json!({ "kind": error.kind.as_str(), "pointer": error.pointer, "message": error.message });
                 scans::mark_failed(&mut tx, scan_id, &reason).await?;
+                triggers::scan_failed(
+                    &mut tx,
+                    scan_id,
+                    scan.asset_id,
+                    error.kind.as_str(),
+                    &error.message,
+                )
+                .await?;
                 Processed::Rejected
             }
             Ok(parsed) => {
                 let sla = findings::sla_policy(&mut tx).await?;
-                let counts = findings::apply_scan(
+                let applied = findings::apply_scan(
                     &mut tx,
                     ScanApplication {
                         asset_id: scan.asset_id,
@@ -106,6 +115,7 @@ impl ScanProcessor {
                     },
                 )
                 .await?;
+                let counts = applied.counts;
                 scans::mark_succeeded(
                     &mut tx,
                     scan_id,
@@ -114,6 +124,23 @@ impl ScanProcessor {
                     counts,
                 )
                 .await?;
+                // Announced exactly when the findings commit.
+                triggers::scan_applied(
+                    &mut tx,
+                    ScanFacts {
+                        scan_id,
+                        asset_id: scan.asset_id,
+                        tool: &parsed.tool_name,
+                        tool_version: parsed
+                            .tool_version
+                            .as_deref()
+                            .or(scan.tool_version.as_deref()),
+                        scope: &scan.scope,
+                    },
+                    &applied,
+                )
+                .await?;
+                drop(applied);
                 // The posture view is recomputed from the new findings after this commits.
                 queue::queue_posture_refresh(&mut tx).await?;
                 tracing::info!(

@@ -8,8 +8,10 @@
 use super::queue::{self, ClaimedJob, FailureOutcome};
 use crate::cache::views::ViewCache;
 use crate::ingest::process::ScanProcessor;
-use crate::store::{notifications, scans, Store};
+use crate::store::{deliveries, notifications, scans, Store, TenantTx};
 use crate::summary::refresh::{self, Refreshed};
+use crate::webhooks::triggers;
+use posture_domain::ids::ScanId;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +42,8 @@ pub struct WorkerSettings {
     pub maintenance_interval: Duration,
     /// `statement_timeout` of the transaction that applies a scan.
     pub apply_statement_timeout: Duration,
+    /// How long finished webhook events are kept.
+    pub webhook_retention_days: i32,
 }
 
 /// Starts the workers (and one LISTEN connection) until `shutdown` is cancelled.
@@ -59,6 +63,7 @@ pub fn spawn_workers(
         tokio::spawn(maintain(
             store.clone(),
             settings.maintenance_interval,
+            settings.webhook_retention_days,
             shutdown.clone(),
         )),
     ];
@@ -87,6 +92,13 @@ async fn listen(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
     notifications::listen(store, JOBS_CHANNEL, shutdown, |_| wake.notify_waiters()).await;
 }
 
+/// Old webhook events are pruned every this many upkeep rounds (hourly by
+/// default): the pruning reads across tenants.
+const PRUNE_EVERY_ROUNDS: u64 = 60;
+
+/// Most webhook events one pruning deletes.
+const PRUNE_BATCH: i32 = 10_000;
+
 /// Most findings one upkeep round reopens (the rest wait for the next round).
 const RISK_EXPIRY_BATCH: i32 = 1_000;
 
@@ -94,7 +106,13 @@ const RISK_EXPIRY_BATCH: i32 = 1_000;
 /// scan sees them again, and tenants whose posture view is due get a refresh
 /// (the daily snapshot job). Runs in every worker process; `SKIP LOCKED` in the
 /// function keeps concurrent rounds from colliding.
-async fn maintain(store: Store, interval: Duration, shutdown: CancellationToken) {
+async fn maintain(
+    store: Store,
+    interval: Duration,
+    retention_days: i32,
+    shutdown: CancellationToken,
+) {
+    let mut rounds: u64 = 0;
     // The first round runs one interval after start, not at once: upkeep is
     // periodic work, and tests that set a long interval get none.
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -111,6 +129,14 @@ async fn maintain(store: Store, interval: Duration, shutdown: CancellationToken)
                 wake_workers(&store).await;
             }
             Err(error) => tracing::warn!(%error, "reopening expired risk acceptances failed"),
+        }
+        rounds += 1;
+        if rounds % PRUNE_EVERY_ROUNDS == 1 {
+            match deliveries::prune(&store, retention_days, PRUNE_BATCH).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "pruned old webhook events"),
+                Err(error) => tracing::warn!(%error, "pruning webhook events failed"),
+            }
         }
         match queue_due_posture_refreshes(&store).await {
             Ok(0) => {}
@@ -318,12 +344,7 @@ async fn record_permanent_failure(
         return Ok(());
     }
     if let Some(scan_id) = job.scan_id {
-        scans::mark_failed(
-            &mut tx,
-            scan_id,
-            &json!({ "kind": "unstorable_report", "message": message }),
-        )
-        .await?;
+        fail_scan(&mut tx, scan_id, "unstorable_report", message).await?;
     }
     tx.commit().await
 }
@@ -343,8 +364,22 @@ async fn record_failure(
     }
     let outcome = queue::fail(&mut tx, job, worker_id, failure, settings.retry_base).await?;
     if let (FailureOutcome::Dead, Some(scan_id)) = (outcome, job.scan_id) {
-        let reason = json!({ "kind": "processing_failed", "message": "processing failed on every attempt; see the job's last error" });
-        scans::mark_failed(&mut tx, scan_id, &reason).await?;
+        let message = "processing failed on every attempt; see the job's last error";
+        fail_scan(&mut tx, scan_id, "processing_failed", message).await?;
     }
     tx.commit().await
+}
+
+/// Marks the scan failed and announces it (`scan.failed`), in one transaction.
+async fn fail_scan(
+    tx: &mut TenantTx,
+    scan_id: ScanId,
+    kind: &str,
+    message: &str,
+) -> Result<(), sqlx::Error> {
+    scans::mark_failed(tx, scan_id, &json!({ "kind": kind, "message": message })).await?;
+    if let Some(scan) = scans::get(tx, scan_id).await? {
+        triggers::scan_failed(tx, scan_id, scan.asset_id, kind, message).await?;
+    }
+    Ok(())
 }

@@ -18,6 +18,7 @@ pub mod usage;
 pub mod window;
 
 use crate::cache::redis::{Redis, RedisError};
+use crate::webhooks::quota::QuotaAlerts;
 use clock::Clock;
 use local::LocalLimiter;
 use policy::{decide, Decision, PolicyName, WINDOW_MS};
@@ -61,6 +62,8 @@ pub struct RateLimiter {
     instance: String,
     sequence: AtomicU64,
     metrics: LimiterMetrics,
+    /// `quota.warning` / `quota.exceeded` webhooks, spotted in decisions.
+    quota_alerts: QuotaAlerts,
 }
 
 impl RateLimiter {
@@ -76,7 +79,13 @@ impl RateLimiter {
             instance: format!("{:016x}", rand::random::<u64>()),
             sequence: AtomicU64::new(0),
             metrics: LimiterMetrics::default(),
+            quota_alerts: QuotaAlerts::default(),
         }
+    }
+
+    /// The quota alerts its decisions raise (their writer takes the receiver).
+    pub fn quota_alerts(&self) -> &QuotaAlerts {
+        &self.quota_alerts
     }
 
     /// The clock decisions are made by.
@@ -147,6 +156,7 @@ impl RateLimiter {
                 self.metrics.refused[policy as usize].fetch_add(1, Ordering::Relaxed);
             }
         }
+        self.quota_alerts.observe(tenant, &decision);
         (decision, source)
     }
 

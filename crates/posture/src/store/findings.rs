@@ -99,6 +99,19 @@ struct ExistingRow {
     accepted_until: Option<DateTime<Utc>>,
 }
 
+/// What applying a scan did: the counts, and the findings it created or
+/// reopened (for `finding.created` / `finding.reopened` webhooks; the store
+/// reads their titles only for the few that are sent).
+#[derive(Debug, Default)]
+pub struct AppliedScan {
+    pub counts: ScanCounts,
+    /// Created findings with their severity, in report order.
+    pub created: Vec<(Uuid, Severity)>,
+    /// Reopened findings with their severity and the status they left
+    /// (`resolved`, or `accepted_risk` whose acceptance expired).
+    pub reopened: Vec<(Uuid, Severity, &'static str)>,
+}
+
 /// One history entry to write.
 struct Event {
     finding_id: Uuid,
@@ -118,7 +131,7 @@ struct Event {
 pub async fn apply_scan(
     tx: &mut TenantTx,
     application: ScanApplication<'_>,
-) -> Result<ScanCounts, sqlx::Error> {
+) -> Result<AppliedScan, sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
     let ScanApplication {
         asset_id,
@@ -186,6 +199,8 @@ pub async fn apply_scan(
         ..ScanCounts::default()
     };
     let mut seen = SeenRows::default();
+    let mut created: Vec<(Uuid, Severity)> = Vec::new();
+    let mut reopened: Vec<(Uuid, Severity, &'static str)> = Vec::new();
 
     for (batch, batch_existing) in findings
         .chunks(WRITE_BATCH)
@@ -207,12 +222,14 @@ pub async fn apply_scan(
                         reason: None,
                     });
                     sighted.push(id);
+                    created.push((id, finding.severity));
                     counts.new += 1;
                 }
                 Some(row) => {
                     let status = match row.status.as_str() {
                         "resolved" => {
                             counts.reopened += 1;
+                            reopened.push((row.id, finding.severity, "resolved"));
                             events.push(Event {
                                 finding_id: row.id,
                                 kind: "reopened",
@@ -224,6 +241,7 @@ pub async fn apply_scan(
                         }
                         "accepted_risk" if row.accepted_until.is_some_and(|until| until <= now) => {
                             counts.reopened += 1;
+                            reopened.push((row.id, finding.severity, "accepted_risk"));
                             events.push(Event {
                                 finding_id: row.id,
                                 kind: "risk_expired",
@@ -313,7 +331,11 @@ pub async fn apply_scan(
             .collect();
         insert_events(tx, tenant_id, scan_id, &events, now).await?;
     }
-    Ok(counts)
+    Ok(AppliedScan {
+        counts,
+        created,
+        reopened,
+    })
 }
 
 /// Whether a full scan of the same asset and tool, submitted after `scan_id`,

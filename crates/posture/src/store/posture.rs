@@ -209,6 +209,24 @@ pub async fn save_summary(tx: &mut TenantTx, record: &SummaryRecord) -> Result<b
     Ok(stored == 1)
 }
 
+/// The stored summary's score and (if `with_compliance`) compliance, locked
+/// until the transaction ends: a concurrent refresh waits, then compares with
+/// what this one stores. `None` before the tenant's first summary.
+pub async fn previous_locked(
+    tx: &mut TenantTx,
+    with_compliance: bool,
+) -> Result<Option<(i16, Option<serde_json::Value>)>, sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    sqlx::query_as(
+        "SELECT score, CASE WHEN $2 THEN compliance END
+         FROM posture_summaries WHERE tenant_id = $1 FOR UPDATE",
+    )
+    .bind(tenant_id)
+    .bind(with_compliance)
+    .fetch_optional(tx.conn())
+    .await
+}
+
 /// One day's posture.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Snapshot {

@@ -20,6 +20,7 @@ pub struct WebhookRecord {
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
+    pub disabled_at: Option<DateTime<Utc>>,
     pub failing_since: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -44,7 +45,7 @@ pub struct WebhookFields {
 }
 
 const COLUMNS: &str = "id, url, description, event_types, min_severity, score_threshold, secret, \
-     previous_secret, previous_secret_expires_at, enabled, disabled_reason, failing_since, \
+     previous_secret, previous_secret_expires_at, enabled, disabled_reason, disabled_at, failing_since, \
      created_at, updated_at";
 
 /// How many endpoints the tenant has, under the tenant's lock on them (see
@@ -99,6 +100,7 @@ pub async fn update(
          SET url = $3, description = $4, event_types = $5, min_severity = $6,
              score_threshold = $7, enabled = $8,
              disabled_reason = CASE WHEN $8 THEN NULL ELSE disabled_reason END,
+             disabled_at = CASE WHEN $8 THEN NULL ELSE disabled_at END,
              failing_since = CASE WHEN $8 AND NOT enabled THEN NULL ELSE failing_since END,
              updated_at = now()
          WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"

@@ -15,7 +15,8 @@ use super::{CostlyFinding, FactorView, PostureSummary, Remediation, MTTR_WINDOW_
 use crate::cache::views::{Generation, ViewCache};
 use crate::jobs::queue::{self, ClaimedJob};
 use crate::store::posture::{self as posture_store, LiveFinding, Snapshot, SummaryRecord};
-use crate::store::{frameworks, Store};
+use crate::store::{frameworks, outbox, Store};
+use crate::webhooks::triggers::{self, NewPosture, PreviousPosture};
 use anyhow::Context;
 use chrono::{DateTime, Days, Utc};
 use posture_domain::asset::Criticality;
@@ -23,6 +24,7 @@ use posture_domain::compliance::{self, ComplianceResult, Framework};
 use posture_domain::finding::Severity;
 use posture_domain::ids::{AssetId, FindingId};
 use posture_domain::score::{score, OpenFinding, ScoreInput};
+use posture_domain::webhook::EventType;
 use posture_domain::TenantId;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -158,9 +160,38 @@ pub async fn refresh(
         compliance: serde_json::to_value(&compliance).context("serializing compliance")?,
         refresh_due_at,
     };
+    // Score and control events compare with the summary this one replaces.
+    let subscribers = outbox::subscribers(&mut tx).await?;
+    let previous = if triggers::wants_posture_events(&subscribers) {
+        let with_compliance = subscribers.any(EventType::ComplianceControlFailed);
+        posture_store::previous_locked(&mut tx, with_compliance)
+            .await?
+            .map(|(score, compliance)| PreviousPosture {
+                score,
+                // A summary stored by an older version may not parse: its
+                // controls then count as not assessed.
+                compliance: compliance.and_then(|value| serde_json::from_value(value).ok()),
+            })
+    } else {
+        None
+    };
     let stored = posture_store::save_summary(&mut tx, &record).await?;
     if stored {
         posture_store::save_snapshot(&mut tx, &snapshot).await?;
+        if triggers::wants_posture_events(&subscribers) {
+            triggers::posture_refreshed(
+                &mut tx,
+                &subscribers,
+                previous.as_ref(),
+                NewPosture {
+                    score: record.score,
+                    grade: &record.grade,
+                    compliance: &compliance,
+                    computed_at,
+                },
+            )
+            .await?;
+        }
     }
     if let Some((job, worker)) = job {
         if !queue::still_held(&mut tx, job, worker).await? {

@@ -123,6 +123,8 @@ const ID_ROUTES: &[(&str, &str, Kind)] = &[
         "/v1/webhooks/{webhook}/rotate-secret",
         Kind::Webhook,
     ),
+    ("GET", "/v1/webhooks/{webhook}/deliveries", Kind::Webhook),
+    ("POST", "/v1/webhooks/{webhook}/test", Kind::Webhook),
     // Every framework of both tenants has a control `SEC-01` (see [`World::build`]).
     (
         "GET",
@@ -192,9 +194,11 @@ struct World {
 
 impl World {
     async fn build() -> World {
-        // Webhook hosts resolve without DNS.
+        // Webhook hosts resolve without DNS; nothing is sent (deliveries
+        // stay pending, to be looked at).
         let app = TestApp::spawn_with(|config| {
             config.webhook_resolve = "hooks.example.test=93.184.216.34".into();
+            config.webhook_concurrency = 0;
         })
         .await;
         // Both may define custom frameworks, so B's writes reach the lookup.
@@ -1099,5 +1103,96 @@ async fn another_tenants_patch_rotate_and_delete_leave_webhooks_unchanged() {
         snapshot().await,
         before,
         "B's requests changed A's webhooks"
+    );
+}
+
+#[tokio::test]
+async fn another_tenant_can_neither_see_nor_trigger_webhook_deliveries() {
+    let world = World::build().await;
+    let app = &world.app;
+    let a_webhooks: Vec<String> = world
+        .ids(&world.a, Kind::Webhook)
+        .await
+        .into_iter()
+        .collect();
+    let b_webhook = world
+        .ids(&world.b, Kind::Webhook)
+        .await
+        .into_iter()
+        .next()
+        .unwrap();
+    // A pings each of its endpoints: one pending delivery each.
+    let mut a_deliveries = Vec::new();
+    for id in &a_webhooks {
+        let ping = app
+            .post_json(
+                &format!("/v1/webhooks/{id}/test"),
+                &world.a.admin_key,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(ping.status(), 202);
+        let delivery: Value = ping.json().await.unwrap();
+        a_deliveries.push((id.clone(), delivery["id"].as_str().unwrap().to_owned()));
+    }
+    let snapshot = || async {
+        sqlx::query_as::<
+            _,
+            (
+                uuid::Uuid,
+                String,
+                i32,
+                Option<i32>,
+                Option<chrono::DateTime<chrono::Utc>>,
+            ),
+        >(
+            "SELECT id, status, attempts, max_attempts, next_attempt_at FROM webhook_deliveries
+             WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(world.a.id.as_uuid())
+        .fetch_all(app.owner.pool())
+        .await
+        .unwrap()
+    };
+    let before = snapshot().await;
+    assert_eq!(before.len(), 3);
+
+    for (webhook, delivery) in &a_deliveries {
+        // A sees its delivery, through its endpoint.
+        let own = app
+            .get(
+                &format!("/v1/webhooks/{webhook}/deliveries/{delivery}"),
+                &world.a.admin_key,
+            )
+            .await;
+        assert_eq!(own.status(), 200);
+        // B, through A's endpoint or its own, sees nothing and retries nothing.
+        for through in [webhook.as_str(), b_webhook.as_str()] {
+            let path = format!("/v1/webhooks/{through}/deliveries/{delivery}");
+            assert_problem(app.get(&path, &world.b.admin_key).await, 404).await;
+            let retry = send(
+                app,
+                "POST",
+                &format!("{path}/retry"),
+                &world.b.admin_key,
+                None,
+            )
+            .await;
+            assert_problem(retry, 404).await;
+        }
+    }
+    // B's own log holds none of A's deliveries.
+    let b_log = app
+        .get(
+            &format!("/v1/webhooks/{b_webhook}/deliveries"),
+            &world.b.admin_key,
+        )
+        .await;
+    assert_eq!(b_log.status(), 200);
+    assert_eq!(b_log.json::<Value>().await.unwrap()["data"], json!([]));
+    assert_eq!(
+        snapshot().await,
+        before,
+        "B's requests changed A's deliveries"
     );
 }

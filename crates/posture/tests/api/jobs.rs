@@ -184,6 +184,19 @@ async fn in_process_workers_pick_up_submitted_scans() {
     assert_eq!(done["counts"]["unchanged"], 3);
 }
 
+/// Installs (as the owner) a trigger that corrupts every stored report as it is
+/// written, so every attempt to process it fails to decompress it.
+pub(crate) async fn corrupt_stored_reports(owner: &mut PgConnection) {
+    sqlx::raw_sql(
+        "CREATE FUNCTION corrupt_report() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN NEW.body := '\\x00010203'::bytea; RETURN NEW; END $$;
+         CREATE TRIGGER corrupt_report BEFORE INSERT ON scan_reports FOR EACH ROW EXECUTE FUNCTION corrupt_report();",
+    )
+    .execute(owner)
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_job_that_keeps_failing_ends_dead_and_its_scan_failed() {
     let app = TestApp::spawn_with(|config| {
@@ -199,14 +212,7 @@ async fn a_job_that_keeps_failing_ends_dead_and_its_scan_failed() {
     let mut owner = PgConnection::connect(&app.database.owner_url())
         .await
         .unwrap();
-    sqlx::raw_sql(
-        "CREATE FUNCTION corrupt_report() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN NEW.body := '\\x00010203'::bytea; RETURN NEW; END $$;
-         CREATE TRIGGER corrupt_report BEFORE INSERT ON scan_reports FOR EACH ROW EXECUTE FUNCTION corrupt_report();",
-    )
-    .execute(&mut owner)
-    .await
-    .unwrap();
+    corrupt_stored_reports(&mut owner).await;
     let location = submit(&app, &tenant.admin_key, report(2)).await;
     let scan = wait_until(
         &app,

@@ -25,4 +25,5 @@ mod scans;
 mod schema_guard;
 mod settings;
 mod webhook_delivery;
+mod webhook_dispatch;
 mod webhooks;

@@ -93,7 +93,9 @@ async fn every_tenant_table_has_forced_rls_a_policy_and_tenant_leading_keys() {
         for (index, column) in leading {
             // The job queue's claim index is global by design (workers claim the
             // oldest job of any tenant); it is non-unique and partial.
-            if index == "jobs_claimable" {
+            // So is the webhook dispatcher's (it claims the earliest due
+            // delivery of any tenant); also non-unique and partial.
+            if index == "jobs_claimable" || index == "webhook_deliveries_due" {
                 continue;
             }
             // tenants.slug is a global catalog key (tenants are the distribution key itself).
@@ -165,13 +167,28 @@ async fn without_a_tenant_the_app_role_sees_nothing_and_cannot_insert() {
     let app = TestApp::spawn_with(|config| {
         config.rate_limits_enabled = true;
         config.usage_flush_interval_ms = 100;
-        config.webhook_resolve = "hooks.example.test=93.184.216.34".into();
+        // The webhook's deliveries go to a local receiver.
+        config.webhook_allow_http = true;
+        config.webhook_allowed_hosts = "hooks.test".into();
+        config.webhook_resolve = "hooks.test=127.0.0.1".into();
+        config.webhook_poll_interval_ms = 20;
     })
     .await;
+    let receiver = crate::support::receiver::Receiver::start().await;
     // Premium: custom frameworks need it.
     let tenant = app.create_tenant(Tier::Premium).await;
-    give_rows_in_every_table(&app, &tenant.admin_key).await;
+    give_rows_in_every_table(&app, &tenant.admin_key, &receiver.url("hooks.test")).await;
     app.wait_for_posture(tenant.id).await;
+    let attempted = crate::auth::eventually(std::time::Duration::from_secs(5), || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM webhook_attempts WHERE tenant_id = $1")
+            .bind(tenant.id.as_uuid())
+            .fetch_one(app.owner.pool())
+            .await
+            .unwrap()
+            > 0
+    })
+    .await;
+    assert!(attempted.is_some(), "the scan's webhook was not attempted");
     let usage_flushed = crate::auth::eventually(std::time::Duration::from_secs(5), || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM api_usage WHERE tenant_id = $1")
             .bind(tenant.id.as_uuid())
@@ -325,9 +342,18 @@ async fn the_app_role_can_only_record_use_and_revoke_keys_and_revocation_is_fina
 
 /// Gives the tenant rows in every tenant table through the API: settings, an
 /// asset, a processed scan (report, job, findings, sightings, events) submitted
-/// with an idempotency key, a custom framework and a webhook (its host resolves
-/// through `webhook_resolve`).
-async fn give_rows_in_every_table(app: &TestApp, key: &str) {
+/// with an idempotency key, a custom framework, and a webhook at `webhook_url`
+/// that the scan's `scan.completed` event is delivered to (event, delivery,
+/// attempt).
+async fn give_rows_in_every_table(app: &TestApp, key: &str, webhook_url: &str) {
+    let webhook = app
+        .post_json(
+            "/v1/webhooks",
+            key,
+            &serde_json::json!({"url": webhook_url, "event_types": ["scan.completed"]}),
+        )
+        .await;
+    assert_eq!(webhook.status(), 201);
     let settings = app
         .client
         .patch(format!("{}/v1/settings", app.address))
@@ -367,14 +393,6 @@ async fn give_rows_in_every_table(app: &TestApp, key: &str) {
         .await
         .unwrap();
     assert_eq!(framework.status(), 201);
-    let webhook = app
-        .post_json(
-            "/v1/webhooks",
-            key,
-            &serde_json::json!({"url": "https://hooks.example.test/h", "event_types": ["scan.completed"]}),
-        )
-        .await;
-    assert_eq!(webhook.status(), 201);
     // posture_summaries and posture_snapshots are written by the refresh the
     // scan and the framework queued (the caller waits for it).
 }

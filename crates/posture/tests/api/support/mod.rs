@@ -5,6 +5,7 @@
 
 pub mod database;
 pub mod proxy;
+pub mod receiver;
 pub mod redis;
 
 use database::TestDatabase;

@@ -1,0 +1,253 @@
+//! `quota.warning` and `quota.exceeded`, without database work on the request
+//! path.
+//!
+//! The limiter shows every decision to [`QuotaAlerts::observe`], which spots
+//! the request that crossed 80 % of the day's or month's quota, the one that
+//! used the last of it, and any refusal by those quotas. Such an alert goes
+//! through a bounded channel to [`write_alerts`], which writes the event in
+//! the tenant's transaction under a dedupe key naming the tenant, the event
+//! and the period: servers racing on the same crossing write it once, and a
+//! tenant hears about each period's warning and exhaustion once.
+//!
+//! Counters live in Redis (issue 6), so there is no PostgreSQL transaction to
+//! join; the alert reaches the outbox within moments of the request. A
+//! refusal re-sends the `exceeded` alert (deduplicated), so a crossing lost
+//! with a crashed server is still announced while the tenant keeps trying.
+
+use super::events::{Emitted, EventData, QuotaData};
+use crate::limits::policy::{Decision, Periods, PolicyName};
+use crate::store::{outbox, Store};
+use chrono::{DateTime, NaiveDate, Utc};
+use posture_domain::webhook::EventType;
+use posture_domain::TenantId;
+use std::collections::HashSet;
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Alerts waiting to be written; beyond this they are dropped (and logged).
+const CHANNEL_CAPACITY: usize = 1_024;
+
+/// Alerts remembered as sent by this server; past it the memory is cleared
+/// (the database's dedupe key still holds).
+const MAX_REMEMBERED: usize = 100_000;
+
+/// The share of a quota at which `quota.warning` is sent, in percent.
+pub const WARNING_PERCENT: u64 = 80;
+
+/// One quota alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaAlert {
+    pub tenant: TenantId,
+    pub event_type: EventType,
+    /// `day` or `month`.
+    pub period: &'static str,
+    pub period_start: NaiveDate,
+    pub resets_at: DateTime<Utc>,
+    pub limit: u64,
+    pub used: u64,
+}
+
+impl QuotaAlert {
+    /// One event per tenant, type, period kind and period.
+    fn dedupe_key(&self) -> String {
+        format!("{}:{}:{}", self.event_type, self.period, self.period_start)
+    }
+}
+
+/// Spots alerts and hands them to the writer.
+pub struct QuotaAlerts {
+    sender: mpsc::Sender<QuotaAlert>,
+    receiver: Mutex<Option<mpsc::Receiver<QuotaAlert>>>,
+    /// (tenant, dedupe key) handed to the writer already.
+    sent: Mutex<HashSet<(TenantId, String)>>,
+}
+
+impl Default for QuotaAlerts {
+    fn default() -> Self {
+        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        QuotaAlerts {
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            sent: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+/// The alerts a decision calls for (pure: the limiter's unit of truth).
+pub fn alerts_for(tenant: TenantId, decision: &Decision) -> Vec<QuotaAlert> {
+    let periods = Periods::at(decision.decided_at);
+    let admitted = decision.refused_by.is_none();
+    decision
+        .states
+        .iter()
+        .filter_map(|state| {
+            let (period, period_start, resets_at) = match state.name {
+                PolicyName::Day => ("day", periods.day, periods.day_ends),
+                PolicyName::Month => ("month", periods.month, periods.month_ends),
+                PolicyName::Minute => return None,
+            };
+            let limit = state.quota?;
+            // `used` includes this request when it was admitted.
+            let warning_at = (limit * WARNING_PERCENT).div_ceil(100).max(1);
+            let event_type =
+                if decision.refused_by == Some(state.name) || (admitted && state.used == limit) {
+                    EventType::QuotaExceeded
+                } else if admitted && state.used == warning_at {
+                    EventType::QuotaWarning
+                } else {
+                    return None;
+                };
+            Some(QuotaAlert {
+                tenant,
+                event_type,
+                period,
+                period_start,
+                resets_at,
+                limit,
+                used: state.used.min(limit),
+            })
+        })
+        .collect()
+}
+
+impl QuotaAlerts {
+    /// Looks at one decision; cheap when it calls for no alert (nearly always).
+    pub fn observe(&self, tenant: TenantId, decision: &Decision) {
+        for alert in alerts_for(tenant, decision) {
+            let key = (tenant, alert.dedupe_key());
+            {
+                let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+                if sent.contains(&key) {
+                    continue;
+                }
+                if sent.len() >= MAX_REMEMBERED {
+                    sent.clear();
+                }
+                sent.insert(key);
+            }
+            if let Err(error) = self.sender.try_send(alert) {
+                tracing::warn!(%error, "quota alert dropped: the writer is behind");
+            }
+        }
+    }
+
+    /// The receiving end, for the one writer task (`None` once taken).
+    pub fn take_receiver(&self) -> Option<mpsc::Receiver<QuotaAlert>> {
+        self.receiver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+}
+
+/// Writes alerts to the outbox until `shutdown` (then drains what is queued).
+pub async fn write_alerts(
+    store: Store,
+    mut receiver: mpsc::Receiver<QuotaAlert>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let alert = tokio::select! {
+            alert = receiver.recv() => alert,
+            () = shutdown.cancelled() => {
+                receiver.close();
+                receiver.recv().await
+            }
+        };
+        let Some(alert) = alert else { return };
+        if let Err(error) = write(&store, &alert).await {
+            tracing::warn!(%error, tenant_id = %alert.tenant, event = %alert.event_type, "quota alert not written");
+        }
+    }
+}
+
+/// Writes one alert's event (once per dedupe key) to the endpoints that want it.
+pub async fn write(store: &Store, alert: &QuotaAlert) -> Result<(), sqlx::Error> {
+    let mut tx = store.begin_tenant(alert.tenant).await?;
+    let targets = outbox::subscribers(&mut tx)
+        .await?
+        .targets(alert.event_type);
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let mut event = Emitted::new(
+        alert.event_type,
+        EventData::Quota(QuotaData {
+            period: alert.period.to_owned(),
+            period_start: alert.period_start,
+            limit: alert.limit,
+            used: alert.used,
+            resets_at: alert.resets_at,
+        }),
+        targets,
+    );
+    event.dedupe_key = Some(alert.dedupe_key());
+    outbox::emit(&mut tx, vec![event]).await?;
+    tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::policy::{decide, Counts};
+    use chrono::TimeZone;
+    use posture_domain::Tier;
+
+    fn decision(day: u64, month: u64, refused_by: Option<PolicyName>) -> Decision {
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
+        let counts = Counts {
+            minute: 1,
+            minute_frees_at: None,
+            day,
+            month,
+        };
+        decide(Tier::Free, refused_by, &counts, now)
+    }
+
+    fn kinds(alerts: &[QuotaAlert]) -> Vec<(EventType, &'static str)> {
+        alerts
+            .iter()
+            .map(|alert| (alert.event_type, alert.period))
+            .collect()
+    }
+
+    #[test]
+    fn the_crossing_request_and_the_last_one_raise_alerts() {
+        let tenant = TenantId::new_random();
+        // Free: 1,000 a day, 10,000 a month.
+        assert!(alerts_for(tenant, &decision(799, 5_000, None)).is_empty());
+        assert_eq!(
+            kinds(&alerts_for(tenant, &decision(800, 5_000, None))),
+            [(EventType::QuotaWarning, "day")]
+        );
+        assert!(alerts_for(tenant, &decision(801, 5_000, None)).is_empty());
+        assert_eq!(
+            kinds(&alerts_for(tenant, &decision(1_000, 8_000, None))),
+            [
+                (EventType::QuotaExceeded, "day"),
+                (EventType::QuotaWarning, "month")
+            ]
+        );
+        let refused = alerts_for(tenant, &decision(1_000, 8_100, Some(PolicyName::Day)));
+        assert_eq!(kinds(&refused), [(EventType::QuotaExceeded, "day")]);
+        assert_eq!(refused[0].dedupe_key(), "quota.exceeded:day:2026-11-23");
+        assert_eq!(
+            refused[0].resets_at,
+            Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap()
+        );
+        // The minute never raises one.
+        assert!(alerts_for(tenant, &decision(10, 10, Some(PolicyName::Minute))).is_empty());
+    }
+
+    #[test]
+    fn an_alert_is_handed_over_once() {
+        let alerts = QuotaAlerts::default();
+        let mut receiver = alerts.take_receiver().unwrap();
+        let tenant = TenantId::new_random();
+        alerts.observe(tenant, &decision(800, 10, None));
+        alerts.observe(tenant, &decision(800, 10, None));
+        assert!(receiver.try_recv().is_ok());
+        assert!(receiver.try_recv().is_err());
+    }
+}
