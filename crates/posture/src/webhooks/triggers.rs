@@ -194,6 +194,39 @@ pub struct NewPosture<'a> {
     pub computed_at: DateTime<Utc>,
 }
 
+/// Who hears of a new score: endpoints grouped by the score they compare
+/// with, and the baselines to record.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ScoreNews {
+    /// Baseline → endpoints told of the change from it.
+    by_baseline: HashMap<i16, Vec<Uuid>>,
+    /// Endpoints told (their baseline becomes the new score).
+    told: Vec<Uuid>,
+    /// Endpoints never told before and not told now (their baseline starts).
+    started: Vec<Uuid>,
+}
+
+/// Each endpoint compares the new score with the score it was last told
+/// about (or, never told, the previous score), so a drift of many small steps
+/// is reported once it adds up to the endpoint's threshold.
+fn score_news(subscribers: &Subscribers, previous: Option<i16>, score: i16) -> ScoreNews {
+    let mut news = ScoreNews::default();
+    for subscriber in subscribers.of(EventType::PostureScoreChanged) {
+        match subscriber.score_baseline.or(previous) {
+            Some(baseline) if i32::from((score - baseline).abs()) >= subscriber.score_threshold => {
+                news.by_baseline
+                    .entry(baseline)
+                    .or_default()
+                    .push(subscriber.id);
+                news.told.push(subscriber.id);
+            }
+            _ if subscriber.score_baseline.is_none() => news.started.push(subscriber.id),
+            _ => {}
+        }
+    }
+    news
+}
+
 /// `posture.score_changed` and `compliance.control_failed` for a stored
 /// refresh. Without a previous summary (the tenant's first) there is no
 /// change to report; controls failing in it are reported (they were not
@@ -206,26 +239,15 @@ pub async fn posture_refreshed(
 ) -> Result<(), sqlx::Error> {
     let mut emitted = Vec::new();
 
-    // Each endpoint compares with the score it was last told about, so a drift
-    // of many small steps is reported once it adds up to the threshold.
-    let mut told = Vec::new();
-    let mut started = Vec::new();
-    let mut by_baseline: HashMap<i16, Vec<Uuid>> = HashMap::new();
-    for subscriber in subscribers.of(EventType::PostureScoreChanged) {
-        let baseline = subscriber
-            .score_baseline
-            .or(previous.map(|previous| previous.score));
-        match baseline {
-            Some(baseline)
-                if i32::from((new.score - baseline).abs()) >= subscriber.score_threshold =>
-            {
-                by_baseline.entry(baseline).or_default().push(subscriber.id);
-                told.push(subscriber.id);
-            }
-            _ if subscriber.score_baseline.is_none() => started.push(subscriber.id),
-            _ => {}
-        }
-    }
+    let ScoreNews {
+        by_baseline,
+        told,
+        started,
+    } = score_news(
+        subscribers,
+        previous.map(|previous| previous.score),
+        new.score,
+    );
     let mut baselines: Vec<(i16, Vec<Uuid>)> = by_baseline.into_iter().collect();
     baselines.sort_by_key(|(baseline, _)| *baseline);
     for (baseline, targets) in baselines {
@@ -308,4 +330,48 @@ pub async fn posture_refreshed(
     }
     outbox::emit(tx, emitted).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::outbox::Subscriber;
+
+    fn subscriber(threshold: i32, baseline: Option<i16>) -> Subscriber {
+        Subscriber {
+            id: Uuid::now_v7(),
+            event_types: vec!["posture.score_changed".into()],
+            min_severity: "high".into(),
+            score_threshold: threshold,
+            score_baseline: baseline,
+        }
+    }
+
+    #[test]
+    fn a_slow_drift_is_reported_once_it_adds_up_to_the_threshold() {
+        // Told of 80 last; the score slides 78, 76, 75: the third step is news.
+        let endpoint = subscriber(5, Some(80));
+        let id = endpoint.id;
+        let subscribers = Subscribers(vec![endpoint]);
+        assert_eq!(score_news(&subscribers, Some(80), 78), ScoreNews::default());
+        assert_eq!(score_news(&subscribers, Some(78), 76), ScoreNews::default());
+        let news = score_news(&subscribers, Some(76), 75);
+        assert_eq!(news.by_baseline, HashMap::from([(80, vec![id])]));
+        assert_eq!(news.told, vec![id]);
+    }
+
+    #[test]
+    fn endpoints_never_told_start_from_the_previous_score() {
+        let fresh = subscriber(5, None);
+        let sensitive = subscriber(1, None);
+        let (fresh_id, sensitive_id) = (fresh.id, sensitive.id);
+        let subscribers = Subscribers(vec![fresh, sensitive]);
+        let news = score_news(&subscribers, Some(70), 72);
+        assert_eq!(news.by_baseline, HashMap::from([(70, vec![sensitive_id])]));
+        assert_eq!(news.started, vec![fresh_id]);
+        // The tenant's first summary: nothing to compare with, everyone starts.
+        let first = score_news(&subscribers, None, 90);
+        assert!(first.by_baseline.is_empty());
+        assert_eq!(first.started.len(), 2);
+    }
 }

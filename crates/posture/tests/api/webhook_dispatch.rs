@@ -696,15 +696,20 @@ async fn no_database_transaction_is_open_while_an_attempt_waits_for_the_receiver
         list[0]["status"] == "sending"
     })
     .await;
+    // As the app role itself: other roles see no state of its sessions.
+    let mut observer: sqlx::PgConnection = sqlx::Connection::connect(&app.database.app_url())
+        .await
+        .unwrap();
     let mut samples = 0;
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_millis(1_000) {
         let open: Vec<(String, String)> = sqlx::query_as(
             "SELECT state, left(query, 200) FROM pg_stat_activity
              WHERE datname = current_database() AND usename = 'posture_app'
+               AND pid <> pg_backend_pid()
                AND state IN ('idle in transaction', 'idle in transaction (aborted)')",
         )
-        .fetch_all(app.owner.pool())
+        .fetch_all(&mut observer)
         .await
         .unwrap();
         assert!(
@@ -715,6 +720,15 @@ async fn no_database_transaction_is_open_while_an_attempt_waits_for_the_receiver
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(samples > 10);
+    // The sampling can see the app's sessions at all.
+    let visible: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND usename = 'posture_app' AND state IS NOT NULL",
+    )
+    .fetch_one(&mut observer)
+    .await
+    .unwrap();
+    assert!(visible >= 2, "{visible}");
     wait_for_deliveries(
         &app,
         &tenant.admin_key,
