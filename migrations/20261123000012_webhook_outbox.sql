@@ -24,7 +24,6 @@ CREATE TABLE webhook_events (
 );
 CREATE UNIQUE INDEX webhook_events_dedupe ON webhook_events (tenant_id, dedupe_key)
     WHERE dedupe_key IS NOT NULL;
-CREATE INDEX webhook_events_by_age ON webhook_events (tenant_id, created_at);
 
 CREATE TABLE webhook_deliveries (
     tenant_id        uuid        NOT NULL,
@@ -96,19 +95,63 @@ GRANT SELECT, INSERT ON webhook_events TO posture_app;
 GRANT SELECT, INSERT, UPDATE ON webhook_deliveries TO posture_app;
 GRANT SELECT, INSERT ON webhook_attempts TO posture_app;
 
+-- Deliveries in flight per endpoint (the claim's fairness cap reads it).
+CREATE INDEX webhook_deliveries_sending ON webhook_deliveries (tenant_id, webhook_id)
+    WHERE status = 'sending';
+
 -- claim_webhook_deliveries: the dispatcher's only cross-tenant read. Runs as
 -- the owner and returns identities only; the dispatcher then reads each
 -- delivery in its tenant's transaction. A delivery is claimable when pending
 -- and due, or sending with an expired lease (its dispatcher died mid-attempt:
 -- that attempt counted, and the delivery is sent again: at least once).
 -- Claiming counts the attempt.
-CREATE FUNCTION claim_webhook_deliveries(worker text, max_deliveries integer, lease interval)
+--
+-- Fairness: at most per_endpoint deliveries of one endpoint are in flight at
+-- once, so one slow or hanging endpoint cannot take every sending slot from
+-- the other tenants. A delivery whose expired attempts reach its limit
+-- (max_attempts, else automatic_attempts) fails here: an attempt whose outcome
+-- could never be recorded is not retried forever.
+CREATE FUNCTION claim_webhook_deliveries(worker text, max_deliveries integer, lease interval,
+                                         per_endpoint integer, automatic_attempts integer)
 RETURNS TABLE (tenant_id uuid, delivery_id uuid, attempt integer)
 LANGUAGE sql SECURITY DEFINER SET search_path = public AS $$
-    WITH candidates AS (
-        SELECT d.tenant_id, d.id
+    WITH abandoned AS (
+        UPDATE webhook_deliveries d
+        SET status = 'failed', next_attempt_at = NULL, locked_by = NULL, locked_until = NULL,
+            last_error = 'the outcome of the last attempt could not be recorded',
+            updated_at = now()
+        WHERE d.status IN ('pending', 'sending') AND d.next_attempt_at <= now()
+          AND (d.status = 'pending' OR d.locked_until < now())
+          AND d.attempts >= coalesce(d.max_attempts, automatic_attempts)
+        RETURNING d.id
+    ),
+    due AS (
+        SELECT d.tenant_id, d.id, d.webhook_id, d.next_attempt_at,
+               row_number() OVER (PARTITION BY d.tenant_id, d.webhook_id
+                                  ORDER BY d.next_attempt_at) AS place
         FROM webhook_deliveries d
         WHERE d.status IN ('pending', 'sending')
+          AND d.next_attempt_at <= now()
+          -- The complement of `abandoned` (disjoint: no row is changed twice).
+          AND d.attempts < coalesce(d.max_attempts, automatic_attempts)
+        ORDER BY d.next_attempt_at
+        LIMIT 1000
+    ),
+    fair AS (
+        SELECT due.tenant_id, due.id
+        FROM due
+        WHERE due.place + (SELECT count(*) FROM webhook_deliveries s
+                           WHERE s.tenant_id = due.tenant_id AND s.webhook_id = due.webhook_id
+                             AND s.status = 'sending' AND s.locked_until > now())
+              <= greatest(per_endpoint, 1)
+    ),
+    candidates AS (
+        -- The conditions again: they are re-checked on the locked row.
+        SELECT d.tenant_id, d.id
+        FROM webhook_deliveries d
+        WHERE (d.tenant_id, d.id) IN (SELECT fair.tenant_id, fair.id FROM fair)
+          AND d.attempts < coalesce(d.max_attempts, automatic_attempts)
+          AND d.status IN ('pending', 'sending')
           AND d.next_attempt_at <= now()
           AND (d.status = 'pending' OR d.locked_until < now())
         ORDER BY d.next_attempt_at
@@ -126,8 +169,12 @@ LANGUAGE sql SECURITY DEFINER SET search_path = public AS $$
     WHERE d.tenant_id = c.tenant_id AND d.id = c.id
     RETURNING d.tenant_id, d.id, d.attempts;
 $$;
-REVOKE ALL ON FUNCTION claim_webhook_deliveries(text, integer, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION claim_webhook_deliveries(text, integer, interval) TO posture_app;
+REVOKE ALL ON FUNCTION claim_webhook_deliveries(text, integer, interval, integer, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION claim_webhook_deliveries(text, integer, interval, integer, integer) TO posture_app;
+
+-- Pruning reads events across tenants by age. Like the claim index, global by
+-- design, non-unique; allow-listed in the schema guard.
+CREATE INDEX webhook_events_by_created ON webhook_events (created_at);
 
 -- Retention: events older than keep_days whose deliveries are all finished go,
 -- with their deliveries and attempts; at most max_events per call.

@@ -59,6 +59,7 @@ pub struct DeliveryView {
     /// Why the last attempt got no answer (refused destination, DNS,
     /// connection, timeout), or why the delivery stopped.
     pub last_error: Option<String>,
+    /// When an attempt last succeeded (kept if a later manual retry fails).
     pub delivered_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
@@ -69,9 +70,10 @@ impl From<DeliveryRow> for DeliveryView {
             id: DeliveryId::from_uuid(row.id).to_string(),
             event_id: EventId::from_uuid(row.event_id).to_string(),
             event_type: row.event_type,
+            // While sending, the stored time is the lease's end, not a retry.
+            next_attempt_at: row.next_attempt_at.filter(|_| row.status == "pending"),
             status: row.status,
             attempts: row.attempts,
-            next_attempt_at: row.next_attempt_at,
             last_response_status: row.last_status_code,
             last_latency_ms: row.last_latency_ms,
             last_error: row.last_error,
@@ -262,7 +264,7 @@ pub async fn test(
         message: "A test message from Posture: the endpoint and its signature check work."
             .to_owned(),
     });
-    outbox::emit(
+    let written = outbox::emit(
         &mut tx,
         vec![Emitted {
             event_type: events::PING,
@@ -272,10 +274,12 @@ pub async fn test(
         }],
     )
     .await?;
-    let row = deliveries::page(&mut tx, id, None, None, 1)
+    let delivery = written
+        .first()
+        .map(|id| DeliveryId::from_uuid(*id))
+        .ok_or(ApiError::NotFound)?;
+    let (row, _) = deliveries::get(&mut tx, id, delivery)
         .await?
-        .into_iter()
-        .next()
         .ok_or(ApiError::NotFound)?;
     audit::record(
         &mut tx,

@@ -92,12 +92,10 @@ async fn listen(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
     notifications::listen(store, JOBS_CHANNEL, shutdown, |_| wake.notify_waiters()).await;
 }
 
-/// Old webhook events are pruned every this many upkeep rounds (hourly by
-/// default): the pruning reads across tenants.
-const PRUNE_EVERY_ROUNDS: u64 = 60;
-
-/// Most webhook events one pruning deletes.
+/// Most webhook events one pruning statement deletes; a round repeats it
+/// while batches come back full, up to [`PRUNE_BATCHES_PER_ROUND`].
 const PRUNE_BATCH: i32 = 10_000;
+const PRUNE_BATCHES_PER_ROUND: usize = 10;
 
 /// Most findings one upkeep round reopens (the rest wait for the next round).
 const RISK_EXPIRY_BATCH: i32 = 1_000;
@@ -112,7 +110,6 @@ async fn maintain(
     retention_days: i32,
     shutdown: CancellationToken,
 ) {
-    let mut rounds: u64 = 0;
     // The first round runs one interval after start, not at once: upkeep is
     // periodic work, and tests that set a long interval get none.
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -130,12 +127,20 @@ async fn maintain(
             }
             Err(error) => tracing::warn!(%error, "reopening expired risk acceptances failed"),
         }
-        rounds += 1;
-        if rounds % PRUNE_EVERY_ROUNDS == 1 {
+        for _ in 0..PRUNE_BATCHES_PER_ROUND {
             match deliveries::prune(&store, retention_days, PRUNE_BATCH).await {
-                Ok(0) => {}
-                Ok(pruned) => tracing::info!(pruned, "pruned old webhook events"),
-                Err(error) => tracing::warn!(%error, "pruning webhook events failed"),
+                Ok(pruned) => {
+                    if pruned > 0 {
+                        tracing::info!(pruned, "pruned old webhook events");
+                    }
+                    if pruned < i64::from(PRUNE_BATCH) {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "pruning webhook events failed");
+                    break;
+                }
             }
         }
         match queue_due_posture_refreshes(&store).await {

@@ -23,20 +23,34 @@ pub struct ClaimedDelivery {
     pub attempt: i32,
 }
 
-/// Claims up to `max` due deliveries of any tenant for `worker`.
+/// How a claim picks deliveries.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRules {
+    /// Most deliveries claimed at once.
+    pub max: i32,
+    /// How long the claim holds.
+    pub lease: Duration,
+    /// Most deliveries of one endpoint in flight at once (fairness).
+    pub per_endpoint: i32,
+    /// Attempts a delivery gets unless a manual retry set its own limit.
+    pub automatic_attempts: i32,
+}
+
+/// Claims due deliveries of any tenant for `worker`.
 pub async fn claim(
     store: &Store,
     worker: &str,
-    max: i32,
-    lease: Duration,
+    rules: ClaimRules,
 ) -> Result<Vec<ClaimedDelivery>, sqlx::Error> {
     let rows: Vec<(Uuid, Uuid, i32)> = sqlx::query_as(
         "SELECT tenant_id, delivery_id, attempt
-         FROM claim_webhook_deliveries($1, $2, make_interval(secs => $3))",
+         FROM claim_webhook_deliveries($1, $2, make_interval(secs => $3), $4, $5)",
     )
     .bind(worker)
-    .bind(max)
-    .bind(lease.as_secs_f64())
+    .bind(rules.max)
+    .bind(rules.lease.as_secs_f64())
+    .bind(rules.per_endpoint)
+    .bind(rules.automatic_attempts)
     .fetch_all(store.pool())
     .await?;
     Ok(rows

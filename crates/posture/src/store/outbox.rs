@@ -75,8 +75,10 @@ impl Subscribers {
 pub async fn subscribers(tx: &mut TenantTx) -> Result<Subscribers, sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
     let rows: Vec<Subscriber> = sqlx::query_as(
+        // KEY SHARE: an endpoint deleted meanwhile waits for this transaction
+        // (its deliveries' foreign key would fail it otherwise); edits do not.
         "SELECT id, event_types, min_severity, score_threshold, score_baseline
-         FROM webhooks WHERE tenant_id = $1 AND enabled ORDER BY id",
+         FROM webhooks WHERE tenant_id = $1 AND enabled ORDER BY id FOR KEY SHARE",
     )
     .bind(tenant_id)
     .fetch_all(tx.conn())
@@ -86,9 +88,10 @@ pub async fn subscribers(tx: &mut TenantTx) -> Result<Subscribers, sqlx::Error> 
 
 /// Writes `emitted` events (those with targets) and their deliveries, due now,
 /// and tells dispatchers on commit. An event whose dedupe key the tenant
-/// already used is skipped with its deliveries. Returns the deliveries written.
+/// already used is skipped with its deliveries. Returns the ids of the
+/// deliveries written.
 #[tracing::instrument(level = "debug", skip_all, fields(events = emitted.len()))]
-pub async fn emit(tx: &mut TenantTx, emitted: Vec<Emitted>) -> Result<usize, sqlx::Error> {
+pub async fn emit(tx: &mut TenantTx, emitted: Vec<Emitted>) -> Result<Vec<Uuid>, sqlx::Error> {
     let tenant = tx.tenant_id();
     let now = Utc::now();
     let emitted: Vec<(Uuid, Emitted)> = emitted
@@ -97,7 +100,7 @@ pub async fn emit(tx: &mut TenantTx, emitted: Vec<Emitted>) -> Result<usize, sql
         .map(|event| (EventId::new().as_uuid(), event))
         .collect();
     if emitted.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = emitted.iter().map(|(id, _)| *id).collect();
     let types: Vec<&str> = emitted.iter().map(|(_, event)| event.event_type).collect();
@@ -141,7 +144,7 @@ pub async fn emit(tx: &mut TenantTx, emitted: Vec<Emitted>) -> Result<usize, sql
         }
     }
     if delivery_ids.is_empty() {
-        return Ok(0);
+        return Ok(delivery_ids);
     }
     sqlx::query(
         "INSERT INTO webhook_deliveries (tenant_id, id, webhook_id, event_id, next_attempt_at, created_at, updated_at)
@@ -160,7 +163,7 @@ pub async fn emit(tx: &mut TenantTx, emitted: Vec<Emitted>) -> Result<usize, sql
         .bind(WEBHOOKS_CHANNEL)
         .execute(tx.conn())
         .await?;
-    Ok(delivery_ids.len())
+    Ok(delivery_ids)
 }
 
 /// Records that endpoints `ids` were told about `score` (or, for those never

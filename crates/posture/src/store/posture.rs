@@ -209,6 +209,18 @@ pub async fn save_summary(tx: &mut TenantTx, record: &SummaryRecord) -> Result<b
     Ok(stored == 1)
 }
 
+/// Serializes the storing step of a tenant's refreshes until the transaction ends.
+pub async fn lock_refresh(tx: &mut TenantTx) -> Result<(), sqlx::Error> {
+    let tenant_id = tx.tenant_id().as_uuid();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('posture-refresh/' || $1::text, 0))",
+    )
+    .bind(tenant_id)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
 /// The stored summary's score and (if `with_compliance`) compliance, locked
 /// until the transaction ends: a concurrent refresh waits, then compares with
 /// what this one stores. `None` before the tenant's first summary.

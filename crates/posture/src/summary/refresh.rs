@@ -160,7 +160,11 @@ pub async fn refresh(
         compliance: serde_json::to_value(&compliance).context("serializing compliance")?,
         refresh_due_at,
     };
-    // Score and control events compare with the summary this one replaces.
+    // Score and control events compare with the summary this one replaces:
+    // refreshes of one tenant store one at a time (the tenant's first summary
+    // has no row to lock, so a transaction-scoped advisory lock), and read the
+    // endpoints' score baselines only once they hold it.
+    posture_store::lock_refresh(&mut tx).await?;
     let subscribers = outbox::subscribers(&mut tx).await?;
     let previous = if triggers::wants_posture_events(&subscribers) {
         let with_compliance = subscribers.any(EventType::ComplianceControlFailed);

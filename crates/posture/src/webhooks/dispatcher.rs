@@ -18,7 +18,9 @@
 use super::client::{Outcome, WebhookClient};
 use super::events::{EventData, WebhookDisabledData};
 use crate::store::audit::{self, AuditEntry};
-use crate::store::deliveries::{self, AttemptRecord, ClaimedDelivery, DeliveryWork, NextStep};
+use crate::store::deliveries::{
+    self, AttemptRecord, ClaimRules, ClaimedDelivery, DeliveryWork, NextStep,
+};
 use crate::store::outbox::{self, WEBHOOKS_CHANNEL};
 use crate::store::{notifications, Store};
 use crate::webhooks::events::Emitted;
@@ -33,6 +35,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+
+/// Most deliveries of one endpoint in flight at once, across dispatchers: one
+/// slow endpoint cannot take every sending slot from the other tenants.
+pub const PER_ENDPOINT_IN_FLIGHT: i32 = 4;
 
 /// How the dispatcher of one process behaves.
 #[derive(Debug, Clone)]
@@ -70,6 +76,16 @@ impl DispatcherSettings {
     pub fn automatic_attempts(&self) -> i32 {
         i32::try_from(self.schedule.len() + 1).unwrap_or(i32::MAX)
     }
+}
+
+/// Text a receiver controls, made storable: PostgreSQL refuses NUL in text
+/// (and a refused write would leave the attempt unrecorded), and the log's
+/// columns are bounded.
+fn storable(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .take(max_chars)
+        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+        .collect()
 }
 
 /// Parses a schedule like `5s,5m,30m,2h,5h,10h,10h` (units ms, s, m, h).
@@ -200,9 +216,9 @@ pub fn spawn_dispatcher(
         store,
         client,
         worker: format!(
-            "dispatcher-{}-{:04x}",
+            "dispatcher-{}-{:016x}",
             std::process::id(),
-            rand::random::<u16>()
+            rand::random::<u64>()
         )
         .into(),
         settings: Arc::new(settings),
@@ -215,7 +231,9 @@ async fn run(dispatcher: Dispatcher, wake: Arc<Notify>, shutdown: CancellationTo
     let slots = Arc::new(Semaphore::new(dispatcher.settings.concurrency));
     let mut in_flight = JoinSet::new();
     loop {
-        while in_flight.try_join_next().is_some() {}
+        while let Some(finished) = in_flight.try_join_next() {
+            log_panic(finished);
+        }
         // Wait for a free slot, then take every free one.
         let first = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -233,15 +251,13 @@ async fn run(dispatcher: Dispatcher, wake: Arc<Notify>, shutdown: CancellationTo
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let wanted = i32::try_from(permits.len()).unwrap_or(i32::MAX);
-        match deliveries::claim(
-            &dispatcher.store,
-            &dispatcher.worker,
-            wanted,
-            dispatcher.settings.lease,
-        )
-        .await
-        {
+        let rules = ClaimRules {
+            max: i32::try_from(permits.len()).unwrap_or(i32::MAX),
+            lease: dispatcher.settings.lease,
+            per_endpoint: PER_ENDPOINT_IN_FLIGHT,
+            automatic_attempts: dispatcher.settings.automatic_attempts(),
+        };
+        match deliveries::claim(&dispatcher.store, &dispatcher.worker, rules).await {
             Ok(claimed) if !claimed.is_empty() => {
                 for (delivery, permit) in claimed.into_iter().zip(permits) {
                     let dispatcher = dispatcher.clone();
@@ -264,7 +280,17 @@ async fn run(dispatcher: Dispatcher, wake: Arc<Notify>, shutdown: CancellationTo
     }
     // Attempts in flight are recorded before the process stops (each is
     // bounded by the client's total timeout).
-    while in_flight.join_next().await.is_some() {}
+    while let Some(finished) = in_flight.join_next().await {
+        log_panic(finished);
+    }
+}
+
+/// A send task that panicked leaves its delivery `sending` until the lease
+/// expires (then it is claimed again, or failed at its attempt limit).
+fn log_panic(finished: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = finished {
+        tracing::error!(%error, "a webhook send task failed");
+    }
 }
 
 impl Dispatcher {
@@ -307,7 +333,7 @@ impl Dispatcher {
             }
             Outcome::Failed { error } => {
                 self.metrics.failed.fetch_add(1, Ordering::Relaxed);
-                (None, Some(error.chars().take(2_000).collect::<String>()))
+                (None, Some(storable(error, 2_000)))
             }
         };
         let finished_at = Utc::now();
@@ -317,7 +343,7 @@ impl Dispatcher {
             status_code,
             latency_ms: i32::try_from(attempt.latency.as_millis()).unwrap_or(i32::MAX),
             error,
-            response_excerpt: attempt.response_excerpt,
+            response_excerpt: storable(&attempt.response_excerpt, 4_000),
         };
 
         // 3. Record, if still ours.
@@ -495,6 +521,12 @@ mod tests {
             parse_schedule("100ms, 2s").unwrap(),
             vec![Duration::from_millis(100), Duration::from_secs(2)]
         );
+    }
+
+    #[test]
+    fn receiver_text_is_made_storable() {
+        assert_eq!(storable("a\0b", 10), "a\u{FFFD}b");
+        assert_eq!(storable("abcdef", 3), "abc");
     }
 
     #[test]

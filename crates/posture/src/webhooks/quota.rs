@@ -21,7 +21,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use posture_domain::webhook::EventType;
 use posture_domain::TenantId;
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -55,12 +55,14 @@ impl QuotaAlert {
     }
 }
 
+/// (tenant, dedupe key) of alerts handed to the writer and not failed.
+type Handed = Arc<Mutex<HashSet<(TenantId, String)>>>;
+
 /// Spots alerts and hands them to the writer.
 pub struct QuotaAlerts {
     sender: mpsc::Sender<QuotaAlert>,
     receiver: Mutex<Option<mpsc::Receiver<QuotaAlert>>>,
-    /// (tenant, dedupe key) handed to the writer already.
-    sent: Mutex<HashSet<(TenantId, String)>>,
+    sent: Handed,
 }
 
 impl Default for QuotaAlerts {
@@ -69,7 +71,7 @@ impl Default for QuotaAlerts {
         QuotaAlerts {
             sender,
             receiver: Mutex::new(Some(receiver)),
-            sent: Mutex::new(HashSet::new()),
+            sent: Handed::default(),
         }
     }
 }
@@ -90,10 +92,13 @@ pub fn alerts_for(tenant: TenantId, decision: &Decision) -> Vec<QuotaAlert> {
             let limit = state.quota?;
             // `used` includes this request when it was admitted.
             let warning_at = (limit * WARNING_PERCENT).div_ceil(100).max(1);
+            // At or past the mark, not exactly on it: counts can skip values
+            // (re-seeded from PostgreSQL, estimated locally, several servers);
+            // the dedupe keys keep it to one event per period.
             let event_type =
-                if decision.refused_by == Some(state.name) || (admitted && state.used == limit) {
+                if decision.refused_by == Some(state.name) || (admitted && state.used >= limit) {
                     EventType::QuotaExceeded
-                } else if admitted && state.used == warning_at {
+                } else if admitted && state.used >= warning_at {
                     EventType::QuotaWarning
                 } else {
                     return None;
@@ -127,26 +132,45 @@ impl QuotaAlerts {
                 sent.insert(key);
             }
             if let Err(error) = self.sender.try_send(alert) {
-                tracing::warn!(%error, "quota alert dropped: the writer is behind");
+                // Not handed over: a later decision raises it again.
+                forget(&self.sent, &tenant, &error.into_inner().dedupe_key());
+                tracing::warn!("quota alert dropped: the writer is behind");
             }
         }
     }
 
-    /// The receiving end, for the one writer task (`None` once taken).
-    pub fn take_receiver(&self) -> Option<mpsc::Receiver<QuotaAlert>> {
-        self.receiver
+    /// The receiving end, for the one writer task (`None` once taken), with
+    /// what the writer needs to let a failed alert be raised again.
+    pub fn take_receiver(&self) -> Option<AlertReceiver> {
+        let receiver = self
+            .receiver
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
+            .take()?;
+        Some(AlertReceiver {
+            receiver,
+            sent: self.sent.clone(),
+        })
     }
 }
 
+/// The writer's end of the alerts.
+pub struct AlertReceiver {
+    receiver: mpsc::Receiver<QuotaAlert>,
+    sent: Handed,
+}
+
+fn forget(sent: &Handed, tenant: &TenantId, key: &str) {
+    sent.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&(*tenant, key.to_owned()));
+}
+
 /// Writes alerts to the outbox until `shutdown` (then drains what is queued).
-pub async fn write_alerts(
-    store: Store,
-    mut receiver: mpsc::Receiver<QuotaAlert>,
-    shutdown: CancellationToken,
-) {
+/// An alert that could not be written is forgotten, so the tenant's next
+/// request at or past the mark raises it again.
+pub async fn write_alerts(store: Store, alerts: AlertReceiver, shutdown: CancellationToken) {
+    let AlertReceiver { mut receiver, sent } = alerts;
     loop {
         let alert = tokio::select! {
             alert = receiver.recv() => alert,
@@ -157,6 +181,7 @@ pub async fn write_alerts(
         };
         let Some(alert) = alert else { return };
         if let Err(error) = write(&store, &alert).await {
+            forget(&sent, &alert.tenant, &alert.dedupe_key());
             tracing::warn!(%error, tenant_id = %alert.tenant, event = %alert.event_type, "quota alert not written");
         }
     }
@@ -221,7 +246,11 @@ mod tests {
             kinds(&alerts_for(tenant, &decision(800, 5_000, None))),
             [(EventType::QuotaWarning, "day")]
         );
-        assert!(alerts_for(tenant, &decision(801, 5_000, None)).is_empty());
+        // Past the mark too (counts can skip it); deduplicated downstream.
+        assert_eq!(
+            kinds(&alerts_for(tenant, &decision(850, 5_000, None))),
+            [(EventType::QuotaWarning, "day")]
+        );
         assert_eq!(
             kinds(&alerts_for(tenant, &decision(1_000, 8_000, None))),
             [
@@ -243,11 +272,15 @@ mod tests {
     #[test]
     fn an_alert_is_handed_over_once() {
         let alerts = QuotaAlerts::default();
-        let mut receiver = alerts.take_receiver().unwrap();
+        let mut receiver = alerts.take_receiver().unwrap().receiver;
         let tenant = TenantId::new_random();
         alerts.observe(tenant, &decision(800, 10, None));
-        alerts.observe(tenant, &decision(800, 10, None));
+        alerts.observe(tenant, &decision(801, 10, None));
         assert!(receiver.try_recv().is_ok());
         assert!(receiver.try_recv().is_err());
+        // Forgotten (its write failed): raised again.
+        forget(&alerts.sent, &tenant, "quota.warning:day:2026-11-23");
+        alerts.observe(tenant, &decision(802, 10, None));
+        assert!(receiver.try_recv().is_ok());
     }
 }

@@ -93,9 +93,16 @@ async fn every_tenant_table_has_forced_rls_a_policy_and_tenant_leading_keys() {
         for (index, column) in leading {
             // The job queue's claim index is global by design (workers claim the
             // oldest job of any tenant); it is non-unique and partial.
-            // So is the webhook dispatcher's (it claims the earliest due
-            // delivery of any tenant); also non-unique and partial.
-            if index == "jobs_claimable" || index == "webhook_deliveries_due" {
+            // So are the webhook dispatcher's (it claims the earliest due
+            // delivery of any tenant) and pruning's (old events of any
+            // tenant); also non-unique.
+            if [
+                "jobs_claimable",
+                "webhook_deliveries_due",
+                "webhook_events_by_created",
+            ]
+            .contains(&index.as_str())
+            {
                 continue;
             }
             // tenants.slug is a global catalog key (tenants are the distribution key itself).
