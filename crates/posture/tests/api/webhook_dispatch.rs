@@ -786,3 +786,106 @@ async fn no_database_transaction_is_open_while_an_attempt_waits_for_the_receiver
     .await;
     assert_eq!(receiver.seen().len(), 1);
 }
+
+#[tokio::test]
+async fn an_answer_with_a_nul_byte_is_logged_and_the_delivery_ends() {
+    let app = TestApp::spawn_with(dispatching).await;
+    let tenant = app.create_tenant(Tier::Enterprise).await;
+    let receiver = Receiver::start().await;
+    let id = register(
+        &app,
+        &tenant,
+        &receiver,
+        json!({ "event_types": ["scan.completed"] }),
+    )
+    .await;
+    receiver.script([Answer::Body(200, "ok\0done")]);
+    let ping: Value = send_ping(&app, &tenant.admin_key, &id)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = wait_for_deliveries(
+        &app,
+        &tenant.admin_key,
+        &id,
+        "the delivery succeeds",
+        |list| list[0]["status"] == "succeeded",
+    )
+    .await;
+    assert_eq!(listed[0]["attempts"], 1);
+    let detail = delivery_detail(&app, &tenant.admin_key, &id, ping["id"].as_str().unwrap()).await;
+    assert_eq!(
+        detail["attempts_log"][0]["response_excerpt"],
+        "ok\u{FFFD}done"
+    );
+    assert_eq!(receiver.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_takes_at_most_four_sending_slots() {
+    // Six slots; one organization's endpoint hangs a second on each of ten messages.
+    let app = TestApp::spawn_with(|config| {
+        dispatching(config);
+        config.webhook_concurrency = 6;
+    })
+    .await;
+    let (slow_tenant, other_tenant) = (
+        app.create_tenant(Tier::Enterprise).await,
+        app.create_tenant(Tier::Enterprise).await,
+    );
+    let slow = Receiver::start().await;
+    slow.script(std::iter::repeat_n(
+        Answer::Slow(Duration::from_millis(1_000)),
+        10,
+    ));
+    let slow_id = register(
+        &app,
+        &slow_tenant,
+        &slow,
+        json!({ "event_types": ["scan.completed"] }),
+    )
+    .await;
+    let other = Receiver::start().await;
+    let other_id = register(
+        &app,
+        &other_tenant,
+        &other,
+        json!({ "event_types": ["scan.completed"] }),
+    )
+    .await;
+    for _ in 0..10 {
+        assert_eq!(
+            send_ping(&app, &slow_tenant.admin_key, &slow_id)
+                .await
+                .status(),
+            202
+        );
+    }
+    slow.wait_until(
+        "the slow endpoint is busy",
+        Duration::from_secs(5),
+        |seen| !seen.is_empty() || slow.most_in_flight() >= 4,
+    )
+    .await;
+    // The other organization's message does not wait for the slow one's.
+    let sent = std::time::Instant::now();
+    assert_eq!(
+        send_ping(&app, &other_tenant.admin_key, &other_id)
+            .await
+            .status(),
+        202
+    );
+    other
+        .wait_until(
+            "the other endpoint's ping",
+            Duration::from_secs(5),
+            |seen| !seen.is_empty(),
+        )
+        .await;
+    let waited = sent.elapsed();
+    assert!(waited < Duration::from_millis(700), "waited {waited:?}");
+    slow.wait_until("all ten", Duration::from_secs(10), |seen| seen.len() == 10)
+        .await;
+    assert_eq!(slow.most_in_flight(), 4);
+}

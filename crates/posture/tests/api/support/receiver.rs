@@ -21,6 +21,8 @@ pub enum Answer {
     Status(u16, Option<u64>),
     /// 200 after this long.
     Slow(Duration),
+    /// This status with this body.
+    Body(u16, &'static str),
 }
 
 /// One request the receiver got.
@@ -49,6 +51,9 @@ struct Shared {
     secret: Option<String>,
     script: VecDeque<Answer>,
     seen: Vec<Received>,
+    /// Requests being answered now, and the most there ever were.
+    in_flight: usize,
+    most_in_flight: usize,
 }
 
 /// A receiver on 127.0.0.1, port 0, path `/hook`.
@@ -101,16 +106,20 @@ impl Receiver {
                     let at = Instant::now();
                     let answer = {
                         let mut state = shared.lock().unwrap();
+                        state.in_flight += 1;
+                        state.most_in_flight = state.most_in_flight.max(state.in_flight);
                         state.script.pop_front()
                     };
                     if let Some(Answer::Slow(delay)) = answer {
                         tokio::time::sleep(delay).await;
                     }
-                    let (status, retry_after) = match answer {
-                        Some(Answer::Status(status, retry_after)) => (status, retry_after),
-                        _ => (200, None),
+                    let (status, retry_after, body_sent) = match answer {
+                        Some(Answer::Status(status, retry_after)) => (status, retry_after, ""),
+                        Some(Answer::Body(status, text)) => (status, None, text),
+                        _ => (200, None, ""),
                     };
                     let mut state = shared.lock().unwrap();
+                    state.in_flight -= 1;
                     let verified = state
                         .secret
                         .as_deref()
@@ -136,7 +145,7 @@ impl Receiver {
                         Some(seconds) => {
                             (status, [("retry-after", seconds.to_string())]).into_response()
                         }
-                        None => status.into_response(),
+                        None => (status, body_sent).into_response(),
                     }
                 }
             }
@@ -162,6 +171,11 @@ impl Receiver {
     /// Answers for the next requests, in order (then 200).
     pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
         self.shared.lock().unwrap().script.extend(answers);
+    }
+
+    /// The most requests it was answering at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.shared.lock().unwrap().most_in_flight
     }
 
     /// Everything received so far.
