@@ -32,6 +32,8 @@
 mod database;
 #[path = "../ingest/machine.rs"]
 mod machine;
+#[path = "../ingest/output.rs"]
+mod output;
 
 use anyhow::{bail, Context};
 use database::url;
@@ -44,7 +46,6 @@ use posture::store::operator::{self, OPERATOR_ACTOR};
 use posture::store::{PoolSettings, Store};
 use posture_domain::{TenantName, TenantSlug, Tier};
 use serde::Serialize;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -181,11 +182,7 @@ fn main() -> anyhow::Result<()> {
         results,
     };
     print_markdown(&report);
-    let out = output_path();
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    let out = output::write_report("cached_read.json", &report)?;
     println!("\nJSON: {}", out.display());
     Ok(())
 }
@@ -623,15 +620,4 @@ fn print_markdown(report: &BenchReport) {
             println!("  first error: {error}");
         }
     }
-}
-
-/// `bench/cached_read.json` in the target directory (this binary is
-/// `<target>/release/deps/cached_read-<hash>`).
-fn output_path() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.ancestors().nth(3).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("target"))
-        .join("bench")
-        .join("cached_read.json")
 }

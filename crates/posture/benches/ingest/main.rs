@@ -26,12 +26,12 @@
 mod database;
 mod machine;
 mod measure;
+mod output;
 mod run;
 
 use anyhow::Context;
 use run::SizeResult;
 use serde::Serialize;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 /// Report sizes measured when `--sizes` is not given.
@@ -129,11 +129,7 @@ fn main() -> anyhow::Result<()> {
         sizes,
     };
     print_markdown(&report);
-    let out = output_path();
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    let out = output::write_report("ingest.json", &report)?;
     println!("\nJSON: {}", out.display());
     Ok(())
 }
@@ -246,18 +242,4 @@ fn print_markdown(report: &BenchReport) {
             println!("  target peak RSS < {TARGET_PEAK_RSS_MIB:.0} MiB: {verdict}");
         }
     }
-}
-
-/// `$POSTURE_BENCH_OUT`, else `bench/ingest.json` in the target directory
-/// (this binary is `<target>/release/deps/ingest-<hash>`).
-fn output_path() -> PathBuf {
-    if let Some(path) = std::env::var_os("POSTURE_BENCH_OUT") {
-        return PathBuf::from(path);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.ancestors().nth(3).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("target"))
-        .join("bench")
-        .join("ingest.json")
 }

@@ -1,0 +1,150 @@
+//! The harness's data: load tenants (enterprise, so limits do not trip unless
+//! a scenario wants them to) with findings, and one free tenant for the 429
+//! path, each with a read key; then their posture views, computed by the
+//! server's own workers.
+
+use super::{database, Settings};
+use posture::auth::{issue_api_key, KeyRequest};
+use posture::config::Config;
+use posture::store::operator::{self, OPERATOR_ACTOR};
+use posture::store::{PoolSettings, Store};
+use posture_domain::{TenantName, TenantSlug, Tier};
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// What was seeded.
+#[derive(Debug, Serialize)]
+pub struct Seeded {
+    /// Tenants with a posture view to wait for (load tenants and the free one).
+    pub tenants: usize,
+    pub findings: u64,
+    #[serde(skip)]
+    pub load_keys: Vec<String>,
+    #[serde(skip)]
+    pub free_key: String,
+}
+
+/// Creates the tenants and keys (through the product's own functions) and
+/// the findings (one set-based statement as the superuser: row-level security
+/// would otherwise need one transaction per tenant).
+pub async fn seed(database: &str, settings: &Settings) -> anyhow::Result<Seeded> {
+    let owner = Store::connect_lazy(
+        &database::url("posture_owner", database),
+        &PoolSettings::for_command(&Config::default()),
+    )?;
+    let mut load_keys = Vec::with_capacity(settings.tenants);
+    let mut plan: Vec<(Uuid, i32)> = Vec::with_capacity(settings.tenants + 1);
+    for number in 0..settings.tenants {
+        let (tenant, key) = tenant_with_key(&owner, Tier::Enterprise, number).await?;
+        let findings = if number < settings.big_tenants {
+            settings.big_findings
+        } else {
+            settings.findings
+        };
+        plan.push((tenant, i32::try_from(findings)?));
+        load_keys.push(key);
+    }
+    let (free_tenant, free_key) = tenant_with_key(&owner, Tier::Free, 0).await?;
+    plan.push((free_tenant, 50));
+    owner.close().await;
+
+    let mut admin = PgConnection::connect(&database::url("postgres", database)).await?;
+    let tenants: Vec<Uuid> = plan.iter().map(|(id, _)| *id).collect();
+    let counts: Vec<i32> = plan.iter().map(|(_, n)| *n).collect();
+    sqlx::raw_sql("CREATE TEMP TABLE bench_plan (tenant_id uuid, findings integer)")
+        .execute(&mut admin)
+        .await?;
+    sqlx::query("INSERT INTO bench_plan SELECT * FROM UNNEST($1::uuid[], $2::integer[])")
+        .bind(&tenants)
+        .bind(&counts)
+        .execute(&mut admin)
+        .await?;
+    sqlx::raw_sql(
+        "INSERT INTO assets (tenant_id, id, kind, name, criticality)
+         SELECT tenant_id, gen_random_uuid(), 'repository', 'github.com/bench/app', 'high' FROM bench_plan;
+         -- A mix a scanner produces: five severities, some findings mapped to
+         -- compliance controls (CWE-89, CWE-79), one in ten resolved.
+         INSERT INTO findings (tenant_id, id, asset_id, fingerprint, tool_name, rule_id, title,
+                               severity, cwe_ids, status, first_seen_at, last_seen_at, resolved_at)
+         SELECT a.tenant_id, gen_random_uuid(), a.id, 'bench:' || md5(a.id::text || g), 'bench',
+                'rule-' || (g % 200), 'Benchmark finding ' || g,
+                (ARRAY['info', 'low', 'medium', 'high', 'critical'])[1 + g % 5],
+                CASE WHEN g % 7 = 0 THEN ARRAY[89] WHEN g % 11 = 0 THEN ARRAY[79] ELSE '{}' END,
+                CASE WHEN g % 10 = 0 THEN 'resolved' ELSE 'open' END,
+                now() - (g % 90) * interval '1 day', now(),
+                CASE WHEN g % 10 = 0 THEN now() END
+         FROM bench_plan p JOIN assets a ON a.tenant_id = p.tenant_id,
+              generate_series(1, p.findings) AS g;
+         ANALYZE;",
+    )
+    .execute(&mut admin)
+    .await?;
+    // Every tenant without a posture view gets a refresh job (the server's
+    // workers run them); the function queues up to 1,000 a call.
+    loop {
+        let queued: i32 = sqlx::query_scalar("SELECT queue_due_posture_refreshes(1000)")
+            .fetch_one(&mut admin)
+            .await?;
+        if queued == 0 {
+            break;
+        }
+    }
+    admin.close().await?;
+    Ok(Seeded {
+        tenants: plan.len(),
+        findings: counts.iter().map(|n| u64::try_from(*n).unwrap_or(0)).sum(),
+        load_keys,
+        free_key,
+    })
+}
+
+async fn tenant_with_key(
+    owner: &Store,
+    tier: Tier,
+    number: usize,
+) -> anyhow::Result<(Uuid, String)> {
+    let tenant = operator::create_tenant(
+        owner,
+        &TenantSlug::parse(&format!("load-{tier}-{number}"))?,
+        &TenantName::parse(&format!("Load {tier} {number}"))?,
+        tier,
+    )
+    .await?;
+    let request = KeyRequest::parse("load", &["read".into()], None, chrono::Utc::now())
+        .map_err(|errors| anyhow::anyhow!("{errors:?}"))?;
+    let mut tx = owner.begin_tenant(tenant.id).await?;
+    let (_, token) = issue_api_key(&mut tx, &request, OPERATOR_ACTOR, None).await?;
+    tx.commit().await?;
+    Ok((tenant.id.as_uuid(), token.expose()))
+}
+
+/// Waits until `tenants` posture views exist (the server's workers compute them).
+pub async fn wait_for_posture(
+    database: &str,
+    tenants: usize,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let mut admin = PgConnection::connect(&database::url("postgres", database)).await?;
+    let started = Instant::now();
+    loop {
+        let computed: i64 = sqlx::query_scalar("SELECT count(*) FROM posture_summaries")
+            .fetch_one(&mut admin)
+            .await?;
+        if usize::try_from(computed).unwrap_or(0) >= tenants {
+            eprintln!(
+                "bench: {computed} posture views computed in {:.1?}",
+                started.elapsed()
+            );
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "only {computed} of {tenants} posture views after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    admin.close().await?;
+    Ok(())
+}
