@@ -3,7 +3,7 @@
 # The load harness (issue 8), one command:
 #
 #   bash bench/run.sh [--tenants 1000] [--seconds 15] [--warm-up 3] [--connections 64] [--threads 2]
-#                     [--findings 1700] [--big-tenants 3] [--big-findings 100000]
+#                     [--findings 1700] [--big-tenants 3] [--big-findings 100000] [--keep-database]
 #
 # Installs wrk (Debian's package) if it is missing, checks PostgreSQL, Redis and
 # the roles (scripts/setup.sh), builds the release `posture` binary and the

@@ -45,6 +45,8 @@ struct Settings {
     warm_up: u64,
     connections: u32,
     threads: u32,
+    /// Keep the seeded database (for profiling by hand); its name is printed.
+    keep_database: bool,
 }
 
 impl Settings {
@@ -58,6 +60,7 @@ impl Settings {
             warm_up: 3,
             connections: 64,
             threads: 2,
+            keep_database: false,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -74,6 +77,7 @@ impl Settings {
                 "--warm-up" => settings.warm_up = value()?.parse()?,
                 "--connections" => settings.connections = value()?.parse()?,
                 "--threads" => settings.threads = value()?.parse()?,
+                "--keep-database" => settings.keep_database = true,
                 // `cargo bench` passes `--bench`; anything else unknown is refused.
                 "--bench" => {}
                 other => anyhow::bail!("unknown argument {other}"),
@@ -142,10 +146,13 @@ fn main() -> anyhow::Result<()> {
     let database = runtime.block_on(database::create())?;
     eprintln!("bench: database {database} created and migrated");
     let outcome = runtime.block_on(run(&settings, &database));
-    let dropped = runtime.block_on(database::drop(&database));
+    if settings.keep_database {
+        eprintln!("bench: database {database} kept (drop it by hand)");
+    } else {
+        runtime.block_on(database::drop(&database))?;
+        eprintln!("bench: database {database} dropped");
+    }
     let (postgres, seeded, rss, scenarios) = outcome?;
-    dropped?;
-    eprintln!("bench: database {database} dropped");
     let report = Report {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         machine: Machine {

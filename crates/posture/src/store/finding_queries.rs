@@ -63,6 +63,14 @@ const FINDING_COLUMNS: &str = "id, asset_id, fingerprint, tool_name, rule_id, ti
     status, status_reason, accepted_until, first_seen_at, last_seen_at, resolved_at, sla_due_at, last_scan_id";
 
 /// Up to `limit` findings matching `filter`, newest first, after the finding `after`.
+///
+/// The statement names only the filters in use. A catch-all statement
+/// (`$n IS NULL OR …` for every filter) is one prepared statement, and after
+/// five runs PostgreSQL may keep a generic plan for it that cannot assume the
+/// filters are off: measured on 2 million findings, a bitmap scan of the
+/// tenant's every finding and a sort (2.7 ms) instead of reading 51 entries of
+/// `findings_by_page` (0.2 ms). Each combination of filters in use is its own
+/// statement, whose generic plan is the right one.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(
     tx: &mut TenantTx,
@@ -71,35 +79,71 @@ pub async fn list(
     limit: u32,
 ) -> Result<Vec<FindingRecord>, sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
-    let pattern = filter.text.as_deref().map(like_pattern);
-    sqlx::query_as(&format!(
-        "SELECT {FINDING_COLUMNS} FROM findings
-         WHERE tenant_id = $1
-           AND id < COALESCE($2, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
-           AND (cardinality($3::text[]) = 0 OR severity = ANY($3))
-           AND (cardinality($4::text[]) = 0 OR status = ANY($4))
-           AND ($5::uuid IS NULL OR asset_id = $5)
-           AND ($6::text IS NULL OR lower(tool_name) = lower(btrim($6))
-                OR EXISTS (SELECT 1 FROM finding_sightings s
-                           WHERE s.tenant_id = $1 AND s.finding_id = findings.id AND s.tool_name = lower(btrim($6))))
-           AND ($7::integer IS NULL OR cwe_ids @> ARRAY[$7])
-           AND ($8::text IS NULL OR vulnerability_ids @> ARRAY[$8])
-           AND ($9::text IS NULL OR title ILIKE $9 OR rule_id ILIKE $9 OR location_uri ILIKE $9)
-         ORDER BY id DESC
-         LIMIT $10"
-    ))
-    .bind(tenant_id)
-    .bind(after.map(|id| id.as_uuid()))
-    .bind(&filter.severities)
-    .bind(&filter.statuses)
-    .bind(filter.asset_id.map(|id| id.as_uuid()))
-    .bind(filter.tool_name.as_deref())
-    .bind(filter.cwe_id)
-    .bind(filter.vulnerability_id.as_deref())
-    .bind(pattern)
-    .bind(i64::from(limit))
-    .fetch_all(tx.conn())
-    .await
+    let mut query = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
+        "SELECT {FINDING_COLUMNS} FROM findings WHERE tenant_id = "
+    ));
+    query.push_bind(tenant_id);
+    if let Some(after) = after {
+        query.push(" AND id < ").push_bind(after.as_uuid());
+    }
+    if !filter.severities.is_empty() {
+        query
+            .push(" AND severity = ANY(")
+            .push_bind(&filter.severities)
+            .push(")");
+    }
+    if !filter.statuses.is_empty() {
+        query
+            .push(" AND status = ANY(")
+            .push_bind(&filter.statuses)
+            .push(")");
+    }
+    if let Some(asset_id) = filter.asset_id {
+        query.push(" AND asset_id = ").push_bind(asset_id.as_uuid());
+    }
+    if let Some(tool) = filter.tool_name.as_deref() {
+        // The tool that first reported it, or any tool that still does.
+        let tool = tool.trim().to_lowercase();
+        query
+            .push(" AND (lower(tool_name) = ")
+            .push_bind(tool.clone())
+            .push(
+                " OR EXISTS (SELECT 1 FROM finding_sightings s
+                             WHERE s.tenant_id = findings.tenant_id AND s.finding_id = findings.id
+                               AND s.tool_name = ",
+            )
+            .push_bind(tool)
+            .push("))");
+    }
+    if let Some(cwe) = filter.cwe_id {
+        query
+            .push(" AND cwe_ids @> ARRAY[")
+            .push_bind(cwe)
+            .push("]::integer[]");
+    }
+    if let Some(vulnerability) = filter.vulnerability_id.as_deref() {
+        query
+            .push(" AND vulnerability_ids @> ARRAY[")
+            .push_bind(vulnerability)
+            .push("]::text[]");
+    }
+    if let Some(pattern) = filter.text.as_deref().map(like_pattern) {
+        query
+            .push(" AND (title ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" OR rule_id ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" OR location_uri ILIKE ")
+            .push_bind(pattern)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY id DESC LIMIT ")
+        .push_bind(i64::from(limit));
+    query
+        .build_query_as::<FindingRecord>()
+        .fetch_all(tx.conn())
+        .await
 }
 
 /// The SQL condition for a live finding that fails a control, with the

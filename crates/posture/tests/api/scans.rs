@@ -333,6 +333,10 @@ async fn the_same_vulnerability_from_two_scanners_is_one_finding() {
         .as_array()
         .unwrap()
         .contains(&json!("CVE-2020-1747")));
+    // The filter by vulnerability id (any case) finds it and only it.
+    let by_cve = findings(&app, &tenant.admin_key, "cve=cve-2020-1747").await;
+    assert_eq!(by_cve.len(), 1);
+    assert_eq!(by_cve[0]["package"]["name"], "pyyaml");
 
     // Another tool (native format, detected from plain JSON) reports the Django CVE.
     let other = ingest(
