@@ -7,9 +7,9 @@ use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::middleware::RequestId;
 use super::pagination::{Cursor, Page, PageQuery};
+use super::webhooks::audited;
 use crate::auth::TenantContext;
 use crate::state::AppState;
-use crate::store::audit::{self, AuditEntry};
 use crate::store::deliveries::{self, AttemptRow, DeliveryRow, Retried};
 use crate::store::{outbox, webhooks};
 use crate::webhooks::events::{self, Emitted, EventData, PingData};
@@ -130,6 +130,16 @@ pub struct DeliveryPage {
 }
 
 const STATUSES: [&str; 4] = ["pending", "sending", "succeeded", "failed"];
+
+/// 409 for a disabled endpoint: nothing is sent to it until it is enabled.
+fn require_enabled(record: &webhooks::WebhookRecord, doing: &str) -> Result<(), ApiError> {
+    if record.enabled {
+        return Ok(());
+    }
+    Err(ApiError::Conflict(format!(
+        "The endpoint is disabled; enable it (PATCH enabled: true) before {doing}."
+    )))
+}
 
 /// The endpoint `id` of the tenant, or 404.
 async fn endpoint(
@@ -253,12 +263,7 @@ pub async fn test(
     let record = webhooks::get(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    if !record.enabled {
-        return Err(ApiError::Conflict(
-            "The endpoint is disabled; enable it (PATCH enabled: true) before testing it."
-                .to_owned(),
-        ));
-    }
+    require_enabled(&record, "testing it")?;
     let data = EventData::Ping(PingData {
         webhook_id: id,
         message: "A test message from Posture: the endpoint and its signature check work."
@@ -281,15 +286,13 @@ pub async fn test(
     let (row, _) = deliveries::get(&mut tx, id, delivery)
         .await?
         .ok_or(ApiError::NotFound)?;
-    audit::record(
+    audited(
         &mut tx,
-        AuditEntry {
-            actor: &context.actor(),
-            action: "webhook.tested",
-            target: Some(&id.to_string()),
-            details: json!({}),
-            request_id: Some(&request_id),
-        },
+        &context,
+        &request_id,
+        "webhook.tested",
+        id,
+        json!({}),
     )
     .await?;
     tx.commit().await?;
@@ -328,12 +331,7 @@ pub async fn retry(
     let record = endpoint(&state, &context, &id).await?;
     let id = record.webhook_id();
     let delivery = DeliveryId::parse(&delivery).ok_or(ApiError::NotFound)?;
-    if !record.enabled {
-        return Err(ApiError::Conflict(
-            "The endpoint is disabled; enable it (PATCH enabled: true) before retrying its deliveries."
-                .to_owned(),
-        ));
-    }
+    require_enabled(&record, "retrying its deliveries")?;
     let mut tx = state.store.begin_tenant(context.tenant_id).await?;
     match deliveries::retry_now(&mut tx, id, delivery).await? {
         Retried::NotFound => return Err(ApiError::NotFound),
@@ -347,15 +345,13 @@ pub async fn retry(
     let (row, _) = deliveries::get(&mut tx, id, delivery)
         .await?
         .ok_or(ApiError::NotFound)?;
-    audit::record(
+    audited(
         &mut tx,
-        AuditEntry {
-            actor: &context.actor(),
-            action: "webhook.delivery_retried",
-            target: Some(&delivery.to_string()),
-            details: json!({ "webhook": id.to_string() }),
-            request_id: Some(&request_id),
-        },
+        &context,
+        &request_id,
+        "webhook.delivery_retried",
+        delivery,
+        json!({ "webhook": id.to_string() }),
     )
     .await?;
     tx.commit().await?;

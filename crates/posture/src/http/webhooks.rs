@@ -202,13 +202,13 @@ fn description(text: Option<String>) -> Option<String> {
         .filter(|text| !text.is_empty())
 }
 
-/// Records an audit entry about endpoint `id`.
-async fn audited(
+/// Records an audit entry about `target` (an endpoint, or one of its deliveries).
+pub(super) async fn audited(
     tx: &mut TenantTx,
     context: &TenantContext,
     request_id: &str,
     action: &str,
-    id: WebhookId,
+    target: impl std::fmt::Display,
     details: serde_json::Value,
 ) -> Result<(), ApiError> {
     audit::record(
@@ -216,7 +216,7 @@ async fn audited(
         AuditEntry {
             actor: &context.actor(),
             action,
-            target: Some(&id.to_string()),
+            target: Some(&target.to_string()),
             details,
             request_id: Some(request_id),
         },

@@ -21,7 +21,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use posture_domain::webhook::EventType;
 use posture_domain::TenantId;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -48,15 +48,35 @@ pub struct QuotaAlert {
     pub used: u64,
 }
 
+/// What makes an alert the same alert: one per tenant, type, period kind and
+/// period. Copied and compared on the request path, so it holds no string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct AlertKey {
+    tenant: TenantId,
+    event_type: EventType,
+    period: &'static str,
+    period_start: NaiveDate,
+}
+
 impl QuotaAlert {
-    /// One event per tenant, type, period kind and period.
+    fn key(&self) -> AlertKey {
+        AlertKey {
+            tenant: self.tenant,
+            event_type: self.event_type,
+            period: self.period,
+            period_start: self.period_start,
+        }
+    }
+
+    /// The event's dedupe key in PostgreSQL (unique per tenant).
     fn dedupe_key(&self) -> String {
         format!("{}:{}:{}", self.event_type, self.period, self.period_start)
     }
 }
 
-/// (tenant, dedupe key) of alerts handed to the writer and not failed.
-type Handed = Arc<Mutex<HashSet<(TenantId, String)>>>;
+/// Alerts handed to the writer and not failed. Once a tenant is past a mark,
+/// every one of its requests asks again, so asking takes only a read lock.
+type Handed = Arc<RwLock<HashSet<AlertKey>>>;
 
 /// Spots alerts and hands them to the writer.
 pub struct QuotaAlerts {
@@ -78,17 +98,17 @@ impl Default for QuotaAlerts {
 
 /// The alerts a decision calls for (pure: the limiter's unit of truth).
 pub fn alerts_for(tenant: TenantId, decision: &Decision) -> Vec<QuotaAlert> {
-    let periods = Periods::at(decision.decided_at);
+    // The calendar is worked out only for a decision that raises an alert.
+    let periods = std::cell::OnceCell::new();
+    let periods = || *periods.get_or_init(|| Periods::at(decision.decided_at));
     let admitted = decision.refused_by.is_none();
     decision
         .states
         .iter()
         .filter_map(|state| {
-            let (period, period_start, resets_at) = match state.name {
-                PolicyName::Day => ("day", periods.day, periods.day_ends),
-                PolicyName::Month => ("month", periods.month, periods.month_ends),
-                PolicyName::Minute => return None,
-            };
+            if state.name == PolicyName::Minute {
+                return None;
+            }
             let limit = state.quota?;
             // `used` includes this request when it was admitted.
             let warning_at = (limit * WARNING_PERCENT).div_ceil(100).max(1);
@@ -103,6 +123,11 @@ pub fn alerts_for(tenant: TenantId, decision: &Decision) -> Vec<QuotaAlert> {
                 } else {
                     return None;
                 };
+            let periods = periods();
+            let (period, period_start, resets_at) = match state.name {
+                PolicyName::Day => ("day", periods.day, periods.day_ends),
+                _ => ("month", periods.month, periods.month_ends),
+            };
             Some(QuotaAlert {
                 tenant,
                 event_type,
@@ -120,20 +145,27 @@ impl QuotaAlerts {
     /// Looks at one decision; cheap when it calls for no alert (nearly always).
     pub fn observe(&self, tenant: TenantId, decision: &Decision) {
         for alert in alerts_for(tenant, decision) {
-            let key = (tenant, alert.dedupe_key());
+            let key = alert.key();
+            if self
+                .sent
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&key)
             {
-                let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
-                if sent.contains(&key) {
-                    continue;
-                }
+                continue;
+            }
+            {
+                let mut sent = self.sent.write().unwrap_or_else(|p| p.into_inner());
                 if sent.len() >= MAX_REMEMBERED {
                     sent.clear();
                 }
-                sent.insert(key);
+                if !sent.insert(key) {
+                    continue; // Another request handed it over meanwhile.
+                }
             }
-            if let Err(error) = self.sender.try_send(alert) {
+            if self.sender.try_send(alert).is_err() {
                 // Not handed over: a later decision raises it again.
-                forget(&self.sent, &tenant, &error.into_inner().dedupe_key());
+                forget(&self.sent, key);
                 tracing::warn!("quota alert dropped: the writer is behind");
             }
         }
@@ -160,10 +192,8 @@ pub struct AlertReceiver {
     sent: Handed,
 }
 
-fn forget(sent: &Handed, tenant: &TenantId, key: &str) {
-    sent.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&(*tenant, key.to_owned()));
+fn forget(sent: &Handed, key: AlertKey) {
+    sent.write().unwrap_or_else(|p| p.into_inner()).remove(&key);
 }
 
 /// Writes alerts to the outbox until `shutdown` (then drains what is queued).
@@ -181,7 +211,7 @@ pub async fn write_alerts(store: Store, alerts: AlertReceiver, shutdown: Cancell
         };
         let Some(alert) = alert else { return };
         if let Err(error) = write(&store, &alert).await {
-            forget(&sent, &alert.tenant, &alert.dedupe_key());
+            forget(&sent, alert.key());
             tracing::warn!(%error, tenant_id = %alert.tenant, event = %alert.event_type, "quota alert not written");
         }
     }
@@ -279,7 +309,9 @@ mod tests {
         assert!(receiver.try_recv().is_ok());
         assert!(receiver.try_recv().is_err());
         // Forgotten (its write failed): raised again.
-        forget(&alerts.sent, &tenant, "quota.warning:day:2026-11-23");
+        let warning = alerts_for(tenant, &decision(800, 10, None)).remove(0);
+        assert_eq!(warning.dedupe_key(), "quota.warning:day:2026-11-23");
+        forget(&alerts.sent, warning.key());
         alerts.observe(tenant, &decision(802, 10, None));
         assert!(receiver.try_recv().is_ok());
     }

@@ -49,6 +49,24 @@ async fn register(
     created["id"].as_str().unwrap().to_owned()
 }
 
+/// An app configured by `adjust` (tests pass [`dispatching`] or a closure
+/// that applies it), an enterprise tenant, and a receiver registered for
+/// `scan.completed` (pings reach it whatever it subscribes to); returns them
+/// with the webhook's id.
+async fn one_endpoint(adjust: impl FnOnce(&mut Config)) -> (TestApp, TestTenant, Receiver, String) {
+    let app = TestApp::spawn_with(adjust).await;
+    let tenant = app.create_tenant(Tier::Enterprise).await;
+    let receiver = Receiver::start().await;
+    let id = register(
+        &app,
+        &tenant,
+        &receiver,
+        json!({ "event_types": ["scan.completed"] }),
+    )
+    .await;
+    (app, tenant, receiver, id)
+}
+
 /// A SARIF report with `results` (rule, line) of rules mapped to CWE-89 and CWE-79.
 fn sarif(results: &[(&str, u32)]) -> Value {
     let results: Vec<Value> = results
@@ -375,16 +393,7 @@ async fn delivery_detail(app: &TestApp, key: &str, webhook: &str, delivery: &str
 
 #[tokio::test]
 async fn a_failing_delivery_retries_on_the_schedule_honours_retry_after_and_succeeds() {
-    let app = TestApp::spawn_with(dispatching).await;
-    let tenant = app.create_tenant(Tier::Enterprise).await;
-    let receiver = Receiver::start().await;
-    let id = register(
-        &app,
-        &tenant,
-        &receiver,
-        json!({ "event_types": ["scan.completed"] }),
-    )
-    .await;
+    let (app, tenant, receiver, id) = one_endpoint(dispatching).await;
     // 500, then no answer in time, then 503 asking for 1 s, then 200.
     receiver.script([
         Answer::Status(500, None),
@@ -496,19 +505,10 @@ async fn a_failing_delivery_retries_on_the_schedule_honours_retry_after_and_succ
 
 #[tokio::test]
 async fn an_exhausted_delivery_fails_and_a_manual_retry_sends_it_once_more() {
-    let app = TestApp::spawn_with(|config| {
+    let (app, tenant, receiver, id) = one_endpoint(|config| {
         dispatching(config);
         config.webhook_retry_schedule = "50ms".into();
     })
-    .await;
-    let tenant = app.create_tenant(Tier::Enterprise).await;
-    let receiver = Receiver::start().await;
-    let id = register(
-        &app,
-        &tenant,
-        &receiver,
-        json!({ "event_types": ["scan.completed"] }),
-    )
     .await;
     receiver.script([
         Answer::Status(500, None),
@@ -716,16 +716,7 @@ async fn internal_addresses_are_refused_at_delivery_time_when_the_dns_answer_cha
 
 #[tokio::test]
 async fn no_database_transaction_is_open_while_an_attempt_waits_for_the_receiver() {
-    let app = TestApp::spawn_with(dispatching).await;
-    let tenant = app.create_tenant(Tier::Enterprise).await;
-    let receiver = Receiver::start().await;
-    let id = register(
-        &app,
-        &tenant,
-        &receiver,
-        json!({ "event_types": ["scan.completed"] }),
-    )
-    .await;
+    let (app, tenant, receiver, id) = one_endpoint(dispatching).await;
     receiver.script([Answer::Slow(Duration::from_millis(1_500))]);
     let ping = send_ping(&app, &tenant.admin_key, &id).await;
     assert_eq!(ping.status(), 202);
@@ -789,16 +780,7 @@ async fn no_database_transaction_is_open_while_an_attempt_waits_for_the_receiver
 
 #[tokio::test]
 async fn an_answer_with_a_nul_byte_is_logged_and_the_delivery_ends() {
-    let app = TestApp::spawn_with(dispatching).await;
-    let tenant = app.create_tenant(Tier::Enterprise).await;
-    let receiver = Receiver::start().await;
-    let id = register(
-        &app,
-        &tenant,
-        &receiver,
-        json!({ "event_types": ["scan.completed"] }),
-    )
-    .await;
+    let (app, tenant, receiver, id) = one_endpoint(dispatching).await;
     receiver.script([Answer::Body(200, "ok\0done")]);
     let ping: Value = send_ping(&app, &tenant.admin_key, &id)
         .await
