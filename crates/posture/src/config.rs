@@ -114,6 +114,7 @@ pub struct Config {
     pub cache_warm_timeout_ms: u64,
     pub rate_limits_enabled: bool,
     pub ip_rate_limit_per_minute: u64,
+    pub rate_limit_lease_ms: u64,
     pub usage_flush_interval_ms: u64,
     pub trust_forwarded_for: bool,
     pub webhook_allow_http: bool,
@@ -186,6 +187,7 @@ impl Default for Config {
             cache_warm_timeout_ms: 2_000,
             rate_limits_enabled: true,
             ip_rate_limit_per_minute: 60,
+            rate_limit_lease_ms: 1_000,
             usage_flush_interval_ms: 2_000,
             trust_forwarded_for: false,
             webhook_allow_http: false,
@@ -268,6 +270,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_HTTP_CACHE_MAX_AGE_SECS", toml_key: "http_cache_max_age_secs", default: "5", meaning: "`Cache-Control: private, max-age` of cached tenant reads (they also carry an ETag for `If-None-Match`)." },
     SettingDoc { env: "POSTURE_RATE_LIMITS_ENABLED", toml_key: "rate_limits_enabled", default: "true", meaning: "Enforce the tiers' rate limits and quotas and the per-IP limit (off: for benchmarks only)." },
     SettingDoc { env: "POSTURE_IP_RATE_LIMIT_PER_MINUTE", toml_key: "ip_rate_limit_per_minute", default: "60", meaning: "Requests per minute from one client address without a valid API key (401s and public routes), per server; 1 to 60000. An address over it is refused before its key is looked up." },
+    SettingDoc { env: "POSTURE_RATE_LIMIT_LEASE_MS", toml_key: "rate_limit_lease_ms", default: "1000", meaning: "How long a server may use per-minute slots it reserved in Redis for a busy premium or enterprise tenant (at most 1/50 of the minute quota per lease, about a second of its traffic), instead of one Redis call per request; unused slots are given back. 0 to 10000; 0 makes every request ask Redis." },
     SettingDoc { env: "POSTURE_USAGE_FLUSH_INTERVAL_MS", toml_key: "usage_flush_interval_ms", default: "2000", meaning: "How often each server adds the requests it admitted to PostgreSQL (the durable day and month usage); at most 10000." },
     SettingDoc { env: "POSTURE_TRUST_FORWARDED_FOR", toml_key: "trust_forwarded_for", default: "false", meaning: "Take the client address from the last `X-Forwarded-For` entry (only behind a proxy that appends it)." },
     SettingDoc { env: "POSTURE_WEBHOOK_ALLOW_HTTP", toml_key: "webhook_allow_http", default: "false", meaning: "Accept plain `http://` webhook URLs (tests, on-premise receivers); otherwise https only." },
@@ -519,6 +522,11 @@ impl Config {
         )?;
         set(
             &env,
+            "POSTURE_RATE_LIMIT_LEASE_MS",
+            &mut self.rate_limit_lease_ms,
+        )?;
+        set(
+            &env,
             "POSTURE_USAGE_FLUSH_INTERVAL_MS",
             &mut self.usage_flush_interval_ms,
         )?;
@@ -628,6 +636,9 @@ impl Config {
         }
         if self.webhook_disable_after_secs == 0 || self.webhook_retention_days == 0 {
             bail!("webhook_disable_after_secs and webhook_retention_days must be positive");
+        }
+        if self.rate_limit_lease_ms > 10_000 {
+            bail!("rate_limit_lease_ms must be at most 10000: leased slots are reserved for that long");
         }
         if !(1..=60_000).contains(&self.ip_rate_limit_per_minute) {
             bail!("ip_rate_limit_per_minute must be between 1 and 60000");

@@ -62,6 +62,7 @@ impl Application {
             redis.clone(),
             clock,
             config.ip_rate_limit_per_minute,
+            Duration::from_millis(config.rate_limit_lease_ms),
         ));
         // Counters never read below what PostgreSQL recorded: load it before
         // the first request (a Redis that lost its data is re-seeded from it).
@@ -130,6 +131,7 @@ impl Application {
         let flusher_stop = CancellationToken::new();
         let flusher = tokio::spawn(flush_last_used(state.clone(), flusher_stop.clone()));
         let usage_flusher = tokio::spawn(flush_usage(state.clone(), flusher_stop.clone()));
+        let lease_keeper = tokio::spawn(give_back_leases(state.clone(), flusher_stop.clone()));
         // Workers stop after the HTTP drain, finishing the job in hand.
         let workers_stop = CancellationToken::new();
         let workers = spawn_workers(
@@ -206,6 +208,7 @@ impl Application {
         flusher_stop.cancel();
         let _ = flusher.await;
         let _ = usage_flusher.await;
+        let _ = lease_keeper.await;
         if let Some(quota_alerts) = quota_alerts {
             let _ = quota_alerts.await;
         }
@@ -265,6 +268,23 @@ async fn flush_usage(state: AppState, shutdown: CancellationToken) {
             }
             () = shutdown.cancelled() => {
                 flush().await;
+                return;
+            }
+        }
+    }
+}
+
+/// Gives back the unused slots of rate-limit leases that ended (twice a
+/// second), and every lease's at shutdown, so a tenant's minute, day and
+/// month count only requests that were served.
+async fn give_back_leases(state: AppState, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(500));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => state.limiter.give_back_unused(false).await,
+            () = shutdown.cancelled() => {
+                state.limiter.give_back_unused(true).await;
                 return;
             }
         }

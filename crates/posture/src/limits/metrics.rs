@@ -38,4 +38,13 @@ pub fn render(out: &mut String, limiter: &RateLimiter) {
          posture_rate_limit_local_decisions_total {}",
         load(&metrics.local_decisions)
     );
+    let _ = writeln!(
+        out,
+        "# HELP posture_rate_limit_decisions_without_redis_total Tenant decisions this server made from what it already knew: admitted from a leased slot, or a refusal repeated.\n\
+         # TYPE posture_rate_limit_decisions_without_redis_total counter\n\
+         posture_rate_limit_decisions_without_redis_total{{reason=\"leased\"}} {}\n\
+         posture_rate_limit_decisions_without_redis_total{{reason=\"refusal_repeated\"}} {}",
+        load(&metrics.leased),
+        load(&metrics.refusals_repeated)
+    );
 }

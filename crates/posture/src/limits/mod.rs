@@ -10,6 +10,7 @@
 //! valid key are limited per client IP, in process ([`middleware`]).
 
 pub mod clock;
+pub mod lease;
 pub mod local;
 pub mod metrics;
 pub mod middleware;
@@ -20,6 +21,7 @@ pub mod window;
 use crate::cache::redis::{Redis, RedisError};
 use crate::webhooks::quota::QuotaAlerts;
 use clock::Clock;
+use lease::{Admission, Leases};
 use local::LocalLimiter;
 use policy::{decide, Decision, PolicyName, WINDOW_MS};
 use posture_domain::{TenantId, Tier};
@@ -27,7 +29,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use usage::UsageBook;
-use window::{Limits, Mode, WindowCall, WindowReply};
+use window::{GiveBack, Limits, Mode, WindowCall, WindowReply};
 
 /// Where a decision came from, for `/v1/usage` and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,10 @@ pub struct LimiterMetrics {
     pub local_decisions: AtomicU64,
     /// Requests refused by the client-IP limit.
     pub ip_refused: AtomicU64,
+    /// Decisions made without a Redis call: admitted from a lease, or a
+    /// refusal repeated.
+    pub leased: AtomicU64,
+    pub refusals_repeated: AtomicU64,
 }
 
 /// The process's limiter.
@@ -55,6 +61,8 @@ pub struct RateLimiter {
     redis: Redis,
     clock: Arc<dyn Clock>,
     tenants: LocalLimiter<TenantId>,
+    /// Slots leased from Redis and refusals remembered, per tenant.
+    leases: Leases,
     ips: LocalLimiter<IpAddr>,
     ip_per_minute: u64,
     usage: Arc<UsageBook>,
@@ -67,12 +75,19 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// A limiter over `redis`, reading time from `clock`.
-    pub fn new(redis: Redis, clock: Arc<dyn Clock>, ip_per_minute: u64) -> Self {
+    /// A limiter over `redis`, reading time from `clock`, leasing slots for
+    /// `lease_hold` (zero: one Redis call per request; see [`lease`]).
+    pub fn new(
+        redis: Redis,
+        clock: Arc<dyn Clock>,
+        ip_per_minute: u64,
+        lease_hold: std::time::Duration,
+    ) -> Self {
         RateLimiter {
             redis,
             clock,
             tenants: LocalLimiter::new(1_000_000),
+            leases: Leases::new(chrono::Duration::from_std(lease_hold).unwrap_or_default()),
             ips: LocalLimiter::new(1_000_000),
             ip_per_minute,
             usage: Arc::new(UsageBook::default()),
@@ -107,21 +122,71 @@ impl RateLimiter {
     /// it if admitted.
     pub async fn check_tenant(&self, tenant: TenantId, tier: Tier) -> (Decision, Source) {
         let now = self.clock.now();
-        let member = format!(
+        let (want, hold_ms, give_back) = match self.leases.admit(tenant, tier, now) {
+            Admission::Leased(counts) => {
+                self.metrics.leased.fetch_add(1, Ordering::Relaxed);
+                return self.decided(tenant, tier, None, &counts, now, Source::Redis);
+            }
+            Admission::StillRefused(policy, counts) => {
+                self.metrics
+                    .refusals_repeated
+                    .fetch_add(1, Ordering::Relaxed);
+                return self.decided(tenant, tier, Some(policy), &counts, now, Source::Redis);
+            }
+            Admission::Ask {
+                want,
+                hold_ms,
+                give_back,
+            } => (want, hold_ms, give_back),
+        };
+        let prefix = format!(
             "{}:{}",
             self.instance,
             self.sequence.fetch_add(1, Ordering::Relaxed)
         );
-        let call = WindowCall::new(
+        let mut call = WindowCall::new(
             &window::tenant_tag(tenant),
             self.limits(tenant, tier, now),
             now,
-            &member,
+            &prefix,
             Mode::Check,
-        );
+        )
+        .lease(want, hold_ms);
+        if let Some(unused) = &give_back {
+            call = call.giving_back(unused);
+        }
         let (refused, counts, source) = match self.run(&call).await {
-            Ok(WindowReply { refused, counts }) => (refused, counts, Source::Redis),
+            Ok(WindowReply {
+                refused,
+                mut counts,
+                granted,
+            }) => {
+                match refused {
+                    Some(policy) => self.leases.refused(tenant, tier, now, policy, counts),
+                    None => {
+                        self.leases.granted(
+                            tenant,
+                            tier,
+                            now,
+                            hold_ms,
+                            granted,
+                            prefix,
+                            counts,
+                            call.period_keys(),
+                        );
+                        // This request used the first slot; the day and month
+                        // count the rest only once they are used.
+                        let unused = granted.saturating_sub(1);
+                        counts.day = counts.day.saturating_sub(unused);
+                        counts.month = counts.month.saturating_sub(unused);
+                    }
+                }
+                (refused, counts, Source::Redis)
+            }
             Err(_) => {
+                if let Some(unused) = give_back {
+                    self.leases.give_back_failed(tenant, unused);
+                }
                 self.metrics.local_decisions.fetch_add(1, Ordering::Relaxed);
                 let before = self.usage.local_estimate(tenant, now);
                 // Day and month against the local estimate first: a request
@@ -146,7 +211,21 @@ impl RateLimiter {
                 (refused, counts, Source::Local)
             }
         };
-        let decision = decide(tier, refused, &counts, now);
+        self.decided(tenant, tier, refused, &counts, now, source)
+    }
+
+    /// The decision from `counts`, counted in usage and metrics and shown
+    /// to the quota alerts.
+    fn decided(
+        &self,
+        tenant: TenantId,
+        tier: Tier,
+        refused: Option<PolicyName>,
+        counts: &policy::Counts,
+        now: chrono::DateTime<chrono::Utc>,
+        source: Source,
+    ) -> (Decision, Source) {
+        let decision = decide(tier, refused, counts, now);
         match decision.refused_by {
             None => {
                 self.usage.record(tenant, now);
@@ -158,6 +237,37 @@ impl RateLimiter {
         }
         self.quota_alerts.observe(tenant, &decision);
         (decision, source)
+    }
+
+    /// Gives back to Redis the unused slots of leases that are over (every
+    /// lease with `everything`, at shutdown); run periodically, so a tenant
+    /// that stopped sending does not keep slots counted. Kept for the next
+    /// run when Redis does not answer.
+    pub async fn give_back_unused(&self, everything: bool) {
+        let now = self.clock.now();
+        for (tenant, unused) in self.leases.take_give_backs(now, everything) {
+            if self.give_back(tenant, &unused, now).await.is_err() {
+                self.leases.give_back_failed(tenant, unused);
+            }
+        }
+    }
+
+    async fn give_back(
+        &self,
+        tenant: TenantId,
+        unused: &GiveBack,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<WindowReply, RedisError> {
+        let nothing = Limits {
+            minute: 0,
+            day: None,
+            month: None,
+            day_floor: 0,
+            month_floor: 0,
+        };
+        let call = WindowCall::new(&window::tenant_tag(tenant), nothing, now, "", Mode::Peek)
+            .giving_back(unused);
+        self.run(&call).await
     }
 
     /// The tenant's current consumption without counting anything.
@@ -256,7 +366,12 @@ mod tests {
     #[tokio::test]
     async fn a_local_refusal_by_the_day_spends_nothing_of_the_minute() {
         let clock = Arc::new(ManualClock::new("2026-11-23T21:00:00Z".parse().unwrap()));
-        let limiter = RateLimiter::new(Redis::disabled(), clock.clone(), 60);
+        let limiter = RateLimiter::new(
+            Redis::disabled(),
+            clock.clone(),
+            60,
+            std::time::Duration::from_secs(1),
+        );
         let tenant = TenantId::new_random();
         let mut admitted = 0;
         while admitted < 1_000 {

@@ -16,6 +16,14 @@
 //! script never lets a counter read below it: a Redis that lost its data is
 //! re-seeded by the first request after it.
 //!
+//! **Admission leases** ([`super::lease`]): one call may admit up to `want`
+//! requests at once (all or as many as every quota has room for). Their log
+//! entries are dated `hold` ahead — the end of the lease — so each stays in
+//! the window at least 60 s after the request that uses it, whenever in the
+//! lease that request comes: a lease can never make a 60-second window admit
+//! more than the quota. The same call first gives back the unused slots of an
+//! earlier lease (removes their entries and takes them off the day and month).
+//!
 //! A refused request is not counted. All keys carry the subject's hash tag
 //! (`{t:<tenant>}`), so the script touches one Redis Cluster slot. Time comes
 //! from the caller (the injectable clock), not from Redis.
@@ -26,42 +34,71 @@ use posture_domain::TenantId;
 use redis::{Cmd, Script};
 use std::sync::OnceLock;
 
-/// KEYS: minute log, day counter, month counter.
+/// KEYS: minute log, day counter, month counter, and the day and month
+/// counters of the lease given back.
 /// ARGV: now (ms), window (ms), minute quota, day quota, month quota (−1:
 /// unlimited), day floor, month floor, day key TTL (s), month key TTL (s),
-/// member (unique per request), mode (`check` counts an admitted request,
-/// `peek` only reads).
+/// member prefix (unique per call; slot `i` is `<prefix>:<i>`), mode (`check`
+/// admits and counts, `peek` only reads), slots wanted, hold (ms: how far
+/// ahead the slots are dated), prefix of the lease given back, its first
+/// unused slot, the number of unused slots.
 /// Returns: refused policy (`""` if admitted), minute count, oldest entry's
-/// time (ms, `""` if none), day count, month count.
+/// time (ms, `""` if none), day count, month count, slots granted.
 const LUA: &str = r#"
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
+local back = tonumber(ARGV[16])
+if back > 0 then
+  local first = tonumber(ARGV[15])
+  local members = {}
+  for i = first, first + back - 1 do
+    members[#members + 1] = ARGV[14] .. ':' .. i
+  end
+  local removed = redis.call('ZREM', KEYS[1], unpack(members))
+  if removed > 0 then
+    if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('DECRBY', KEYS[4], removed) end
+    if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('DECRBY', KEYS[5], removed) end
+  end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local minute = redis.call('ZCARD', KEYS[1])
 local day = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), tonumber(ARGV[6]))
 local month = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(ARGV[7]))
 local refused = ''
+local granted = 0
 if ARGV[11] == 'check' then
+  local minute_quota = tonumber(ARGV[3])
   local day_quota = tonumber(ARGV[4])
   local month_quota = tonumber(ARGV[5])
-  if minute >= tonumber(ARGV[3]) then
+  if minute >= minute_quota then
     refused = 'minute'
   elseif day_quota >= 0 and day >= day_quota then
     refused = 'day'
   elseif month_quota >= 0 and month >= month_quota then
     refused = 'month'
   else
-    redis.call('ZADD', KEYS[1], now, ARGV[10])
-    redis.call('PEXPIRE', KEYS[1], window)
-    minute = minute + 1
-    day = day + 1
-    month = month + 1
+    granted = math.min(math.max(tonumber(ARGV[12]), 1), minute_quota - minute)
+    if day_quota >= 0 then granted = math.min(granted, day_quota - day) end
+    if month_quota >= 0 then granted = math.min(granted, month_quota - month) end
+    local score = now + tonumber(ARGV[13])
+    local entries = {}
+    for i = 0, granted - 1 do
+      entries[#entries + 1] = score
+      entries[#entries + 1] = ARGV[10] .. ':' .. i
+    end
+    redis.call('ZADD', KEYS[1], unpack(entries))
+    -- Entries are dated at most one window ahead (the hold is bounded), so
+    -- the log outlives its newest entry's time in the window.
+    redis.call('PEXPIRE', KEYS[1], window * 2)
+    minute = minute + granted
+    day = day + granted
+    month = month + granted
     redis.call('SET', KEYS[2], day, 'EX', ARGV[8])
     redis.call('SET', KEYS[3], month, 'EX', ARGV[9])
   end
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {refused, minute, oldest[2] or '', day, month}
+return {refused, minute, oldest[2] or '', day, month, granted}
 "#;
 
 fn script() -> &'static Script {
@@ -79,8 +116,25 @@ pub enum Mode {
 /// One call of the script: what to send and for whom.
 #[derive(Debug, Clone)]
 pub struct WindowCall {
-    keys: [String; 3],
+    /// Minute log, day, month, and the given-back lease's day and month.
+    keys: [String; 5],
     args: Vec<String>,
+}
+
+/// The unused slots of an earlier lease, given back by a later call (or by
+/// the limiter's upkeep): their log entries are removed and they are taken
+/// off the day and month counters of the lease's own period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GiveBack {
+    /// The lease's member prefix.
+    pub prefix: String,
+    /// The first unused slot.
+    pub first: u64,
+    /// How many slots, from `first` on, were not used.
+    pub count: u64,
+    /// The lease's day and month counters.
+    pub day_key: String,
+    pub month_key: String,
 }
 
 /// The subject's quotas and floors for one call.
@@ -100,7 +154,10 @@ pub struct Limits {
 pub struct WindowReply {
     /// `Some("minute" | "day" | "month")` if refused.
     pub refused: Option<super::policy::PolicyName>,
+    /// After the call: the granted slots are counted.
     pub counts: Counts,
+    /// Slots admitted (0 when refused or peeking).
+    pub granted: u64,
 }
 
 /// The hash tag of a tenant's keys.
@@ -109,7 +166,9 @@ pub fn tenant_tag(tenant: TenantId) -> String {
 }
 
 impl WindowCall {
-    /// A call for the subject whose keys start with `tag` (e.g. `{t:<id>}`).
+    /// A call for the subject whose keys start with `tag` (e.g. `{t:<id>}`),
+    /// admitting one request (`Check`, its slot named `<member>:0`) or none
+    /// (`Peek`).
     pub fn new(tag: &str, limits: Limits, now: DateTime<Utc>, member: &str, mode: Mode) -> Self {
         let periods = Periods::at(now);
         let ttl_after = |end: DateTime<Utc>| {
@@ -117,11 +176,15 @@ impl WindowCall {
             ((end - now).num_seconds() + 86_400).max(1).to_string()
         };
         let quota = |quota: Option<u64>| quota.map_or_else(|| "-1".to_owned(), |q| q.to_string());
+        let day_key = format!("{tag}:rl:day:{}", periods.day.format("%Y%m%d"));
+        let month_key = format!("{tag}:rl:month:{}", periods.month.format("%Y%m"));
         WindowCall {
             keys: [
                 format!("{tag}:rl:minute"),
-                format!("{tag}:rl:day:{}", periods.day.format("%Y%m%d")),
-                format!("{tag}:rl:month:{}", periods.month.format("%Y%m")),
+                day_key.clone(),
+                month_key.clone(),
+                day_key,
+                month_key,
             ],
             args: vec![
                 now.timestamp_millis().to_string(),
@@ -139,8 +202,36 @@ impl WindowCall {
                     Mode::Peek => "peek",
                 }
                 .to_owned(),
+                "1".to_owned(),
+                "0".to_owned(),
+                String::new(),
+                "0".to_owned(),
+                "0".to_owned(),
             ],
         }
+    }
+
+    /// Asks for up to `want` slots at once, dated `hold_ms` ahead (a lease);
+    /// without this a check asks for one slot dated now.
+    pub fn lease(mut self, want: u64, hold_ms: i64) -> Self {
+        self.args[11] = want.max(1).to_string();
+        self.args[12] = hold_ms.clamp(0, WINDOW_MS).to_string();
+        self
+    }
+
+    /// Gives back an earlier lease's unused slots in the same call.
+    pub fn giving_back(mut self, unused: &GiveBack) -> Self {
+        self.keys[3].clone_from(&unused.day_key);
+        self.keys[4].clone_from(&unused.month_key);
+        self.args[13].clone_from(&unused.prefix);
+        self.args[14] = unused.first.to_string();
+        self.args[15] = unused.count.to_string();
+        self
+    }
+
+    /// The day and month counters this call counts in.
+    pub fn period_keys(&self) -> (&str, &str) {
+        (&self.keys[1], &self.keys[2])
     }
 
     /// `EVALSHA`: the script by its hash (the usual case; Redis has it cached).
@@ -168,12 +259,12 @@ impl WindowCall {
     }
 }
 
-/// The raw reply: refused, minute, oldest, day, month.
-pub type RawReply = (String, u64, String, u64, u64);
+/// The raw reply: refused, minute, oldest, day, month, granted.
+pub type RawReply = (String, u64, String, u64, u64, u64);
 
 /// Reads the script's reply.
 pub fn parse_reply(raw: RawReply) -> WindowReply {
-    let (refused, minute, oldest, day, month) = raw;
+    let (refused, minute, oldest, day, month, granted) = raw;
     let refused = match refused.as_str() {
         "minute" => Some(super::policy::PolicyName::Minute),
         "day" => Some(super::policy::PolicyName::Day),
@@ -193,6 +284,7 @@ pub fn parse_reply(raw: RawReply) -> WindowReply {
             day,
             month,
         },
+        granted,
     }
 }
 

@@ -335,6 +335,84 @@ async fn two_servers_sharing_redis_admit_the_limit_together() {
     assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 30);
 }
 
+/// A busy enterprise tenant is admitted from leased slots: two servers leasing
+/// from one Redis never admit more than the minute's quota together, most
+/// decisions skip Redis, and what the leases did not use is given back, so
+/// the day counts exactly the requests served.
+#[tokio::test]
+async fn leased_slots_never_exceed_the_quota_and_unused_ones_are_given_back() {
+    let redis = RedisServer::start().await;
+    let start = at("2026-11-23T10:00:00Z");
+    let clock = Arc::new(ManualClock::new(start));
+    let first = spawn(&redis, &clock).await;
+    let second = spawn_second(&first, &redis, &clock).await;
+    let tenant = first.create_tenant(Tier::Enterprise).await;
+    // 1,300 requests 10 ms apart (13 s, one minute window): 50 a second on
+    // each server, so each leases 20 slots (its cap) at a time.
+    let (mut admitted, mut refused) = (0_u64, 0_u64);
+    for i in 0..1_300_i64 {
+        clock.set(start + ChronoDuration::milliseconds(i * 10));
+        let app = if i % 2 == 0 { &first } else { &second };
+        match get(app, "/v1/org", &tenant.admin_key).await.status {
+            200 => admitted += 1,
+            429 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(admitted <= 1_000, "{admitted} admitted in one minute");
+    assert!(
+        admitted >= 960,
+        "at most a lease per server may sit unused: {admitted} admitted"
+    );
+    assert_eq!(admitted + refused, 1_300);
+    let mut leased = 0.0;
+    for app in [&first, &second] {
+        leased += crate::caching::metric(
+            app,
+            "posture_rate_limit_decisions_without_redis_total{reason=\"leased\"}",
+        )
+        .await;
+    }
+    assert!(
+        leased >= 800.0,
+        "only {leased} of {admitted} admissions came from leases"
+    );
+
+    // Once the last leases end, their unused slots are given back: the day
+    // counts only the requests served, in Redis and in PostgreSQL.
+    clock.advance(ChronoDuration::seconds(2));
+    let client = redis::Client::open(redis.url()).unwrap();
+    let connection = client.get_multiplexed_async_connection().await.unwrap();
+    let day_key = format!(
+        "{}:rl:day:20261123",
+        posture::limits::window::tenant_tag(tenant.id)
+    );
+    let counted = || {
+        let (mut connection, day_key) = (connection.clone(), day_key.clone());
+        async move {
+            redis::cmd("GET")
+                .arg(&day_key)
+                .query_async::<Option<u64>>(&mut connection)
+                .await
+                .unwrap()
+        }
+    };
+    let settled = eventually(Duration::from_secs(10), || async {
+        counted().await == Some(admitted)
+    })
+    .await;
+    assert!(
+        settled.is_some(),
+        "the day counts {:?}, {admitted} were served",
+        counted().await
+    );
+    let in_postgres = eventually(Duration::from_secs(10), || async {
+        recorded(&first, &tenant, "day", "2026-11-23").await == i64::try_from(admitted).unwrap()
+    })
+    .await;
+    assert!(in_postgres.is_some(), "PostgreSQL's usage disagrees");
+}
+
 #[tokio::test]
 async fn killing_redis_fails_no_request_and_usage_stays_consistent_with_postgres() {
     let mut redis = RedisServer::start().await;

@@ -1,0 +1,498 @@
+//! Admission leases and remembered refusals: what this server knows about a
+//! tenant's limits between two calls to Redis.
+//!
+//! One Redis call per request makes Redis the ceiling: the limiter's script
+//! costs Redis about 30 µs, so one Redis core admits some 20,000 requests a
+//! second, shared by every server. So a server asks for more than one slot
+//! when a tenant's own traffic on it shows it will use them:
+//!
+//! - **Leases.** A tenant sending `r` requests a second here asks for about
+//!   `r × hold` slots (at most 1/50 of its minute quota; free and basic
+//!   tenants, whose quota is too small to share, always ask for one). The
+//!   slots are counted in Redis when granted and dated at the lease's end
+//!   (see [`super::window`]), so the limits are never exceeded; each request
+//!   that uses one is admitted here without a round trip. What a lease did
+//!   not use by its end is given back — with the next call, or by
+//!   [`Leases::take_give_backs`] — so the day and month count only requests
+//!   that were served (a server that dies gives back nothing: its unused
+//!   slots stay counted, at most 1/50 of the minute quota each).
+//! - **Refusals.** A request Redis refuses is not counted, and nothing but
+//!   time frees a slot, so the refusal holds until the window frees one — or
+//!   another server gives a lease back. This server therefore answers the
+//!   tenant's next requests with the same refusal for at most
+//!   [`REFUSAL_MEMORY_MS`] without asking Redis: a tenant hammering past its
+//!   limit costs a lookup here, not a round trip.
+//!
+//! Everything is per tenant and tier: a tier change starts afresh.
+
+use super::policy::{Counts, Periods, PolicyName, WINDOW_MS};
+use super::window::GiveBack;
+use chrono::{DateTime, Duration, Utc};
+use posture_domain::{TenantId, Tier};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// How long a refusal is repeated without asking Redis again (bounds how
+/// late this server notices a lease another server gave back).
+pub const REFUSAL_MEMORY_MS: i64 = 1_000;
+
+/// A lease is at most this share of the minute quota (1/50: 20 of an
+/// enterprise tenant's 1,000, 2 of premium's 120, none of basic's 60).
+const LEASE_SHARE_OF_QUOTA: u64 = 50;
+
+/// What the limiter should do with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Admitted from a lease; the counts to report (the lease's, with the
+    /// slots not used yet taken off the day and month).
+    Leased(Counts),
+    /// Refused again, as Redis refused it less than a second ago.
+    StillRefused(PolicyName, Counts),
+    /// Ask Redis for `want` slots dated `hold_ms` ahead, giving back
+    /// `give_back` in the same call.
+    Ask {
+        want: u64,
+        hold_ms: i64,
+        give_back: Option<GiveBack>,
+    },
+}
+
+/// A lease being used.
+#[derive(Debug, Clone)]
+struct Lease {
+    prefix: String,
+    granted: u64,
+    used: u64,
+    ends_at: DateTime<Utc>,
+    /// The counts Redis returned when granting (every slot counted).
+    counts: Counts,
+    day_key: String,
+    month_key: String,
+}
+
+impl Lease {
+    fn unused(&self) -> Option<GiveBack> {
+        (self.used < self.granted).then(|| GiveBack {
+            prefix: self.prefix.clone(),
+            first: self.used,
+            count: self.granted - self.used,
+            day_key: self.day_key.clone(),
+            month_key: self.month_key.clone(),
+        })
+    }
+}
+
+/// What this server knows about one tenant.
+#[derive(Debug)]
+struct TenantSlots {
+    tier: Tier,
+    lease: Option<Lease>,
+    /// Unused slots of ended leases, given back with the next call.
+    give_backs: Vec<GiveBack>,
+    refused: Option<(PolicyName, Counts, DateTime<Utc>)>,
+    /// Requests seen in the current second and the one before (the rate).
+    second: i64,
+    this_second: u64,
+    last_second: u64,
+}
+
+impl TenantSlots {
+    fn new(tier: Tier) -> Self {
+        TenantSlots {
+            tier,
+            lease: None,
+            give_backs: Vec::new(),
+            refused: None,
+            second: 0,
+            this_second: 0,
+            last_second: 0,
+        }
+    }
+
+    fn count_request(&mut self, now: DateTime<Utc>) {
+        let second = now.timestamp();
+        if second != self.second {
+            self.last_second = if second == self.second + 1 {
+                self.this_second
+            } else {
+                0
+            };
+            self.this_second = 0;
+            self.second = second;
+        }
+        self.this_second += 1;
+    }
+
+    /// Requests a second lately: the last full second, or this one if busier.
+    fn rate(&self) -> u64 {
+        self.last_second.max(self.this_second)
+    }
+
+    /// Ends the lease if it is over (used up or past its end), keeping what
+    /// it did not use for giving back.
+    fn end_lease_if_over(&mut self, now: DateTime<Utc>) {
+        if let Some(lease) = &self.lease {
+            if lease.used >= lease.granted || now >= lease.ends_at {
+                if let Some(unused) = lease.unused() {
+                    self.give_backs.push(unused);
+                }
+                self.lease = None;
+            }
+        }
+    }
+
+    fn is_idle(&self, now: DateTime<Utc>) -> bool {
+        self.lease.is_none()
+            && self.give_backs.is_empty()
+            && self.refused.is_none_or(|(_, _, until)| now >= until)
+            && now.timestamp() > self.second + 1
+    }
+}
+
+/// The leases and refusals of every tenant this server serves.
+#[derive(Debug)]
+pub struct Leases {
+    /// How long a lease lasts; zero turns leases off (one slot per call).
+    hold: Duration,
+    tenants: Mutex<HashMap<TenantId, TenantSlots>>,
+}
+
+impl Leases {
+    /// Leases lasting `hold` (zero: every request asks Redis).
+    pub fn new(hold: Duration) -> Self {
+        Leases {
+            hold: hold.clamp(Duration::zero(), Duration::milliseconds(WINDOW_MS)),
+            tenants: Mutex::default(),
+        }
+    }
+
+    /// Decides how to admit one request of `tenant` on `tier` at `now`.
+    pub fn admit(&self, tenant: TenantId, tier: Tier, now: DateTime<Utc>) -> Admission {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let slots = tenants
+            .entry(tenant)
+            .or_insert_with(|| TenantSlots::new(tier));
+        if slots.tier != tier {
+            // A new tier: earlier leases and refusals were under other quotas.
+            slots.end_lease_if_over(DateTime::<Utc>::MAX_UTC);
+            slots.refused = None;
+            slots.tier = tier;
+        }
+        slots.count_request(now);
+        if let Some((policy, counts, until)) = slots.refused {
+            if now < until {
+                return Admission::StillRefused(policy, counts);
+            }
+            slots.refused = None;
+        }
+        slots.end_lease_if_over(now);
+        if let Some(lease) = &mut slots.lease {
+            lease.used += 1;
+            let unused = lease.granted - lease.used;
+            let mut counts = lease.counts;
+            counts.day = counts.day.saturating_sub(unused);
+            counts.month = counts.month.saturating_sub(unused);
+            return Admission::Leased(counts);
+        }
+        let most = u64::from(tier.limits().per_minute) / LEASE_SHARE_OF_QUOTA;
+        let hold_ms = self.hold.num_milliseconds();
+        let expected = slots.rate().saturating_mul(hold_ms.unsigned_abs()) / 1_000;
+        let want = expected.min(most).max(1);
+        Admission::Ask {
+            want,
+            // A single slot is dated now: a tenant without a lease is counted
+            // exactly as without leases at all.
+            hold_ms: if want > 1 { hold_ms } else { 0 },
+            give_back: slots.give_backs.pop(),
+        }
+    }
+
+    /// Records Redis's grant of `granted` slots (named `<prefix>:<i>`) for a
+    /// request that asked with `hold_ms`; the first slot is that request's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn granted(
+        &self,
+        tenant: TenantId,
+        tier: Tier,
+        now: DateTime<Utc>,
+        hold_ms: i64,
+        granted: u64,
+        prefix: String,
+        counts: Counts,
+        (day_key, month_key): (&str, &str),
+    ) {
+        if granted <= 1 {
+            return;
+        }
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let slots = tenants
+            .entry(tenant)
+            .or_insert_with(|| TenantSlots::new(tier));
+        let lease = Lease {
+            prefix,
+            granted,
+            used: 1,
+            // Its slots count in this day and month: it ends with them.
+            ends_at: (now + Duration::milliseconds(hold_ms)).min(Periods::at(now).day_ends),
+            counts,
+            day_key: day_key.to_owned(),
+            month_key: month_key.to_owned(),
+        };
+        if slots.tier != tier {
+            // The tier changed while Redis was asked: this lease was granted
+            // under quotas that no longer apply.
+            slots.give_backs.extend(lease.unused());
+            return;
+        }
+        // Concurrent requests may each have asked for a lease; the newest
+        // is used, the one it replaces given back.
+        if let Some(unused) = slots.lease.replace(lease).and_then(|old| old.unused()) {
+            slots.give_backs.push(unused);
+        }
+    }
+
+    /// Remembers Redis's refusal of a request of `tenant` on `tier`, to
+    /// repeat it until the window frees a slot or the refusing day or month
+    /// ends (at most for [`REFUSAL_MEMORY_MS`]).
+    pub fn refused(
+        &self,
+        tenant: TenantId,
+        tier: Tier,
+        now: DateTime<Utc>,
+        policy: PolicyName,
+        counts: Counts,
+    ) {
+        let periods = Periods::at(now);
+        let frees_at = match policy {
+            PolicyName::Minute => match counts.minute_frees_at {
+                Some(frees_at) => frees_at,
+                None => return,
+            },
+            PolicyName::Day => periods.day_ends,
+            PolicyName::Month => periods.month_ends,
+        };
+        let until = frees_at.min(now + Duration::milliseconds(REFUSAL_MEMORY_MS));
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let slots = tenants
+            .entry(tenant)
+            .or_insert_with(|| TenantSlots::new(tier));
+        if slots.tier == tier {
+            slots.refused = Some((policy, counts, until));
+        }
+    }
+
+    /// A request that asked for `give_back` could not reach Redis: keep it
+    /// for the next call.
+    pub fn give_back_failed(&self, tenant: TenantId, give_back: GiveBack) {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slots) = tenants.get_mut(&tenant) {
+            slots.give_backs.push(give_back);
+        }
+    }
+
+    /// Ends leases that are over (all of them with `everything`, at
+    /// shutdown), returns what they and earlier leases left to give back, and
+    /// forgets idle tenants (so the map holds only tenants of the last
+    /// seconds).
+    pub fn take_give_backs(
+        &self,
+        now: DateTime<Utc>,
+        everything: bool,
+    ) -> Vec<(TenantId, GiveBack)> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        tenants.retain(|tenant, slots| {
+            slots.end_lease_if_over(if everything {
+                DateTime::<Utc>::MAX_UTC
+            } else {
+                now
+            });
+            out.extend(slots.give_backs.drain(..).map(|give| (*tenant, give)));
+            !slots.is_idle(now)
+        });
+        out
+    }
+
+    /// Tenants currently known (for tests and metrics).
+    pub fn tenants_known(&self) -> usize {
+        self.tenants.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp_millis(1_795_000_000_000 + ms).unwrap()
+    }
+
+    fn counts(minute: u64) -> Counts {
+        Counts {
+            minute,
+            minute_frees_at: Some(at(60_000)),
+            day: minute,
+            month: minute,
+        }
+    }
+
+    fn keys() -> (&'static str, &'static str) {
+        ("day", "month")
+    }
+
+    #[test]
+    fn a_quiet_tenant_asks_for_one_slot_dated_now() {
+        let leases = Leases::new(Duration::seconds(1));
+        let tenant = TenantId::new_random();
+        assert_eq!(
+            leases.admit(tenant, Tier::Enterprise, at(0)),
+            Admission::Ask {
+                want: 1,
+                hold_ms: 0,
+                give_back: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_busy_tenant_leases_slots_uses_them_and_gives_back_the_rest() {
+        let leases = Leases::new(Duration::seconds(1));
+        let tenant = TenantId::new_random();
+        // 30 requests in one second: the next second asks for 20 (the cap).
+        for i in 0..30 {
+            let _ = leases.admit(tenant, Tier::Enterprise, at(i));
+        }
+        let Admission::Ask { want, hold_ms, .. } =
+            leases.admit(tenant, Tier::Enterprise, at(1_000))
+        else {
+            panic!("expected to ask Redis");
+        };
+        assert_eq!((want, hold_ms), (20, 1_000));
+        leases.granted(
+            tenant,
+            Tier::Enterprise,
+            at(1_000),
+            hold_ms,
+            20,
+            "p".into(),
+            counts(20),
+            keys(),
+        );
+        // 4 more requests come from the lease: 15 slots stay unused.
+        for used in 2..=5u64 {
+            let Admission::Leased(seen) = leases.admit(tenant, Tier::Enterprise, at(1_100)) else {
+                panic!("expected the lease to admit");
+            };
+            assert_eq!(seen.minute, 20, "the whole lease counts in the minute");
+            assert_eq!(seen.day, used, "the day counts only slots used");
+        }
+        // After its end the next request asks again and gives the rest back.
+        let Admission::Ask { give_back, .. } = leases.admit(tenant, Tier::Enterprise, at(2_000))
+        else {
+            panic!("a lease past its end admits nothing");
+        };
+        let give_back = give_back.expect("the unused slots are given back");
+        assert_eq!((give_back.first, give_back.count), (5, 15));
+    }
+
+    #[test]
+    fn free_and_basic_tenants_never_lease() {
+        let leases = Leases::new(Duration::seconds(1));
+        for tier in [Tier::Free, Tier::Basic] {
+            let tenant = TenantId::new_random();
+            for i in 0..100 {
+                let _ = leases.admit(tenant, tier, at(i));
+            }
+            assert!(matches!(
+                leases.admit(tenant, tier, at(1_000)),
+                Admission::Ask {
+                    want: 1,
+                    hold_ms: 0,
+                    ..
+                }
+            ));
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_repeated_until_the_window_frees_a_slot_and_at_most_a_second() {
+        let leases = Leases::new(Duration::seconds(1));
+        let tenant = TenantId::new_random();
+        let mut refused = counts(10);
+        refused.minute_frees_at = Some(at(400));
+        leases.refused(tenant, Tier::Free, at(0), PolicyName::Minute, refused);
+        assert_eq!(
+            leases.admit(tenant, Tier::Free, at(399)),
+            Admission::StillRefused(PolicyName::Minute, refused)
+        );
+        assert!(matches!(
+            leases.admit(tenant, Tier::Free, at(400)),
+            Admission::Ask { .. }
+        ));
+        // A day refusal ends with the day.
+        let before_midnight = DateTime::<Utc>::from_timestamp(1_795_046_399, 500_000_000).unwrap();
+        leases.refused(
+            tenant,
+            Tier::Free,
+            before_midnight,
+            PolicyName::Day,
+            counts(5),
+        );
+        assert!(matches!(
+            leases.admit(
+                tenant,
+                Tier::Free,
+                before_midnight + Duration::milliseconds(499)
+            ),
+            Admission::StillRefused(PolicyName::Day, _)
+        ));
+        assert!(matches!(
+            leases.admit(
+                tenant,
+                Tier::Free,
+                before_midnight + Duration::milliseconds(500)
+            ),
+            Admission::Ask { .. }
+        ));
+        // Otherwise it is repeated for a second, then Redis is asked again.
+        leases.refused(tenant, Tier::Free, at(500), PolicyName::Day, counts(5));
+        assert!(matches!(
+            leases.admit(tenant, Tier::Free, at(1_499)),
+            Admission::StillRefused(PolicyName::Day, _)
+        ));
+        assert!(matches!(
+            leases.admit(tenant, Tier::Free, at(1_500)),
+            Admission::Ask { .. }
+        ));
+        // Another tier (an upgrade) is not refused by the old one's memory.
+        leases.refused(tenant, Tier::Free, at(2_000), PolicyName::Day, counts(5));
+        assert!(matches!(
+            leases.admit(tenant, Tier::Premium, at(2_001)),
+            Admission::Ask { .. }
+        ));
+    }
+
+    #[test]
+    fn upkeep_gives_back_ended_leases_and_forgets_idle_tenants() {
+        let leases = Leases::new(Duration::seconds(1));
+        let tenant = TenantId::new_random();
+        let _ = leases.admit(tenant, Tier::Enterprise, at(0));
+        leases.granted(
+            tenant,
+            Tier::Enterprise,
+            at(0),
+            1_000,
+            10,
+            "p".into(),
+            counts(10),
+            keys(),
+        );
+        assert!(leases.take_give_backs(at(500), false).is_empty());
+        let given = leases.take_give_backs(at(1_000), false);
+        assert_eq!(given.len(), 1);
+        assert_eq!((given[0].1.first, given[0].1.count), (1, 9));
+        assert_eq!(leases.tenants_known(), 1, "seen this second");
+        assert!(leases.take_give_backs(at(3_000), false).is_empty());
+        assert_eq!(leases.tenants_known(), 0);
+    }
+}
