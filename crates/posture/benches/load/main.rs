@@ -3,104 +3,61 @@
 //! and Redis, measured by `wrk` over real HTTP with the same settings a bare
 //! axum "hello" (the limit on this machine) is measured with in the same run.
 //!
-//! 1. Creates and migrates a database of its own (dropped at the end).
-//! 2. Seeds tenants ([`seed`]): enterprise load tenants with about 2,000
-//!    findings each on average (a few with 100,000), and a free tenant for
-//!    the 429 path; one read key each.
-//! 3. Starts `posture serve` (workers on, rate limits on), waits until every
+//! 1. Runs the stack we replace first ([`reference`]: FastAPI on its own
+//!    data, with the same wrk settings), unless `--no-reference`.
+//! 2. Creates and migrates a database of its own (dropped at the end).
+//! 3. Seeds tenants ([`seed`]): enterprise load tenants with about 2,000
+//!    findings each on average (a few with 100,000), a free tenant for the
+//!    429 path, and tenants of the other tiers; read keys, and write keys for
+//!    the scan spike's tenants.
+//! 4. Starts `posture serve` (workers on, rate limits on), waits until every
 //!    tenant's posture view is computed.
-//! 4. Runs each scenario with `wrk` ([`wrk`]), sampling the CPU of the server,
+//! 5. Runs each scenario with `wrk` ([`wrk`]), sampling the CPU of the server,
 //!    PostgreSQL and Redis over the run and the server's peak RSS ([`procstat`]).
-//! 5. Prints a Markdown table and writes the JSON next to the build
-//!    (`$CARGO_TARGET_DIR/bench/load.json`, or `$POSTURE_BENCH_OUT`).
-//!
-//! Not yet here (issue 8 continues): the scan spike, the ingestion rows, the
-//! reference stack's run, and profiling.
+//! 6. Runs the scan spike ([`spike`]) with fixed-rate cached reads beside it
+//!    ([`open_loop`]), unless `--spike-scans 0`.
+//! 7. Prints Markdown tables ([`table`]), with the ingestion benchmark's rows
+//!    when `--ingest-json` names its report ([`ingest_rows`]), and writes the
+//!    JSON next to the build (`$CARGO_TARGET_DIR/bench/load.json`, or
+//!    `$POSTURE_BENCH_OUT`).
 
 #[path = "../ingest/database.rs"]
 mod database;
+mod ingest_rows;
 #[path = "../ingest/machine.rs"]
 mod machine;
+mod open_loop;
 #[path = "../ingest/output.rs"]
 mod output;
 mod procstat;
+mod reference;
 mod seed;
+mod server;
+mod settings;
+mod spike;
+mod table;
 mod wrk;
 
 use serde::Serialize;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use settings::Settings;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// What the harness was asked for.
-#[derive(Debug, Clone, Serialize)]
-struct Settings {
-    tenants: usize,
-    /// Findings of an ordinary load tenant.
-    findings: usize,
-    /// Tenants with `big_findings` findings each.
-    big_tenants: usize,
-    big_findings: usize,
-    seconds: u64,
-    warm_up: u64,
-    connections: u32,
-    threads: u32,
-    /// Keep the seeded database (for profiling by hand); its name is printed.
-    keep_database: bool,
-}
-
-impl Settings {
-    fn parse(args: &[String]) -> anyhow::Result<Settings> {
-        let mut settings = Settings {
-            tenants: 1_000,
-            findings: 1_700,
-            big_tenants: 3,
-            big_findings: 100_000,
-            seconds: 15,
-            warm_up: 3,
-            connections: 64,
-            threads: 2,
-            keep_database: false,
-        };
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let mut value = || {
-                args.next()
-                    .ok_or_else(|| anyhow::anyhow!("{arg} needs a value"))
-            };
-            match arg.as_str() {
-                "--tenants" => settings.tenants = value()?.parse()?,
-                "--findings" => settings.findings = value()?.parse()?,
-                "--big-tenants" => settings.big_tenants = value()?.parse()?,
-                "--big-findings" => settings.big_findings = value()?.parse()?,
-                "--seconds" => settings.seconds = value()?.parse()?,
-                "--warm-up" => settings.warm_up = value()?.parse()?,
-                "--connections" => settings.connections = value()?.parse()?,
-                "--threads" => settings.threads = value()?.parse()?,
-                "--keep-database" => settings.keep_database = true,
-                // `cargo bench` passes `--bench`; anything else unknown is refused.
-                "--bench" => {}
-                other => anyhow::bail!("unknown argument {other}"),
-            }
-        }
-        anyhow::ensure!(
-            settings.tenants >= 1 && settings.seconds >= 3,
-            "at least 1 tenant and 3 s"
-        );
-        anyhow::ensure!(
-            settings.big_tenants <= settings.tenants,
-            "--big-tenants exceeds --tenants"
-        );
-        Ok(settings)
-    }
-}
+/// Names of the scenarios the reference is compared with.
+const HELLO: &str = "bare axum hello (the limit)";
+const CACHED: &str = "cached read: GET /v1/posture";
+const DATABASE: &str = "database read: GET /v1/findings?limit=50";
+/// The key files wrk's script rotates over.
+const LOAD_KEYS: &str = "load-keys.txt";
+const FREE_KEY: &str = "free-key.txt";
 
 /// One measured scenario.
 #[derive(Debug, Clone, Serialize)]
 struct ScenarioResult {
     name: String,
     path: String,
-    /// What wrk measured.
+    /// What wrk (or the open-loop generator) measured.
     load: wrk::Summary,
     /// Cores used over the measured run.
     cpu: procstat::CpuUse,
@@ -126,6 +83,20 @@ struct Report {
     /// The posture server's peak resident memory over every scenario.
     server_peak_rss_mib: Option<f64>,
     scenarios: Vec<ScenarioResult>,
+    spike: Option<spike::SpikeResult>,
+    ingestion: Option<ingest_rows::Ingestion>,
+    reference: Option<reference::ReferenceRun>,
+    /// Posture's figures as ratios to the reference's.
+    comparisons: Vec<reference::Comparison>,
+}
+
+/// What the run against the seeded database measured.
+struct Measured {
+    postgres: String,
+    seeded: seed::Seeded,
+    server_peak_rss_mib: Option<f64>,
+    scenarios: Vec<ScenarioResult>,
+    spike: Option<spike::SpikeResult>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -136,13 +107,28 @@ fn main() -> anyhow::Result<()> {
             .get(port + 1)
             .ok_or_else(|| anyhow::anyhow!("--hello needs a port"))?
             .parse()?;
-        return hello(port);
+        return server::hello(port);
     }
     let settings = Settings::parse(&args)?;
     let wrk_version = wrk::version()?;
+    // Read first, so a wrong path fails before the long run.
+    let ingestion = settings
+        .ingest_json
+        .as_deref()
+        .map(ingest_rows::read)
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // The reference first, alone on the machine (its script may restart
+    // PostgreSQL, which must not happen under Posture's run).
+    let reference = match &settings.reference_dir {
+        Some(dir) => {
+            runtime.block_on(reference::warn_about_restart())?;
+            Some(reference::run(&settings, dir)?)
+        }
+        None => None,
+    };
     let database = runtime.block_on(database::create())?;
     eprintln!("bench: database {database} created and migrated");
     let outcome = runtime.block_on(run(&settings, &database));
@@ -152,30 +138,48 @@ fn main() -> anyhow::Result<()> {
         runtime.block_on(database::drop(&database))?;
         eprintln!("bench: database {database} dropped");
     }
-    let (postgres, seeded, rss, scenarios) = outcome?;
+    let measured = outcome?;
+    let comparisons = reference
+        .as_ref()
+        .map(|reference| {
+            [
+                (CACHED, reference::SUMMARY),
+                (DATABASE, reference::FINDINGS),
+                (HELLO, reference::HELLO),
+            ]
+            .iter()
+            .filter_map(|(name, key)| {
+                let ours = measured.scenarios.iter().find(|s| s.name == *name)?;
+                reference.compare(name, &ours.load, key)
+            })
+            .collect()
+        })
+        .unwrap_or_default();
     let report = Report {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         machine: Machine {
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             cpu_model: machine::cpu_model(),
             memory_mib: machine::memory_mib(),
-            postgres,
+            postgres: measured.postgres,
             wrk: wrk_version,
         },
         settings,
-        seeded,
-        server_peak_rss_mib: rss,
-        scenarios,
+        seeded: measured.seeded,
+        server_peak_rss_mib: measured.server_peak_rss_mib,
+        scenarios: measured.scenarios,
+        spike: measured.spike,
+        ingestion,
+        reference,
+        comparisons,
     };
-    print_markdown(&report);
+    table::print_markdown(&report);
     let out = output::write_report("load.json", &report)?;
     println!("\nJSON: {}", out.display());
     Ok(())
 }
 
-type Outcome = (String, seed::Seeded, Option<f64>, Vec<ScenarioResult>);
-
-async fn run(settings: &Settings, database: &str) -> anyhow::Result<Outcome> {
+async fn run(settings: &Settings, database: &str) -> anyhow::Result<Measured> {
     let postgres = database::server_version(database).await?;
     let started = Instant::now();
     let seeded = seed::seed(database, settings).await?;
@@ -185,74 +189,117 @@ async fn run(settings: &Settings, database: &str) -> anyhow::Result<Outcome> {
         seeded.findings,
         started.elapsed()
     );
+    // Key files for wrk's script.
     let dir = std::env::temp_dir().join(format!("posture-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let load_keys = dir.join("load-keys.txt");
-    std::fs::write(&load_keys, seeded.load_keys.join("\n"))?;
-    let free_key = dir.join("free-key.txt");
-    std::fs::write(&free_key, &seeded.free_key)?;
+    std::fs::write(dir.join(LOAD_KEYS), seeded.load_keys.join("\n"))?;
+    std::fs::write(dir.join(FREE_KEY), &seeded.free_key)?;
 
     // The bare hello first, alone on the machine.
-    let hello_port = free_port()?;
+    let hello_port = server::free_port()?;
     let mut hello = Command::new(std::env::current_exe()?)
         .args(["--hello", &hello_port.to_string()])
         .stdout(Stdio::null())
         .spawn()?;
-    wait_for(&format!("http://127.0.0.1:{hello_port}/hello")).await?;
-    let mut scenarios = Vec::new();
-    let hello_result = scenario(
-        settings,
-        "bare axum hello (the limit)",
-        &format!("http://127.0.0.1:{hello_port}"),
-        "/hello",
-        None,
-        hello.id(),
-    )?;
-    stop(&mut hello);
-    let hello_rps = hello_result.load.requests_per_second;
-    scenarios.push(hello_result);
-
-    let port = free_port()?;
-    let mut server = start_posture(database, port)?;
-    let base = format!("http://127.0.0.1:{port}");
-    let ready = async {
-        wait_for(&format!("{base}/health/live")).await?;
-        seed::wait_for_posture(database, seeded.tenants, Duration::from_secs(600)).await
-    };
-    if let Err(error) = ready.await {
-        stop(&mut server);
-        return Err(error);
+    let hello_result = async {
+        server::wait_for(&format!("http://127.0.0.1:{hello_port}/hello")).await?;
+        scenario(
+            settings,
+            HELLO,
+            &format!("http://127.0.0.1:{hello_port}"),
+            "/hello",
+            None,
+            hello.id(),
+        )
     }
-    let plan: [(&str, &str, &PathBuf); 3] = [
-        ("cached read: GET /v1/posture", "/v1/posture", &load_keys),
-        (
-            "database read: GET /v1/findings?limit=50",
-            "/v1/findings?limit=50",
-            &load_keys,
-        ),
+    .await;
+    server::stop(&mut hello);
+    let mut scenarios = vec![hello_result?];
+
+    let port = server::free_port()?;
+    let mut server = server::start_posture(database, port)?;
+    let base = format!("http://127.0.0.1:{port}");
+    // Whatever happens, the server is stopped before returning.
+    let measured = measure(
+        settings,
+        database,
+        &base,
+        server.id(),
+        &seeded,
+        &dir,
+        &mut scenarios,
+    )
+    .await;
+    let rss = procstat::peak_rss_mib(server.id());
+    server::stop(&mut server);
+    let _ = std::fs::remove_dir_all(&dir);
+    let spike = measured?;
+    Ok(Measured {
+        postgres,
+        seeded,
+        server_peak_rss_mib: rss,
+        scenarios,
+        spike,
+    })
+}
+
+/// Everything measured against the running server: the wrk scenarios (added
+/// to `scenarios`; their key files are in `key_dir`), then the scan spike,
+/// whose reads also get a row.
+async fn measure(
+    settings: &Settings,
+    database: &str,
+    base: &str,
+    server_pid: u32,
+    seeded: &seed::Seeded,
+    key_dir: &Path,
+    scenarios: &mut Vec<ScenarioResult>,
+) -> anyhow::Result<Option<spike::SpikeResult>> {
+    server::wait_for(&format!("{base}/health/live")).await?;
+    seed::wait_for_posture(database, seeded.tenants, Duration::from_secs(600)).await?;
+    let hello_rps = scenarios[0].load.requests_per_second;
+    let plan = [
+        (CACHED, "/v1/posture", LOAD_KEYS),
+        (DATABASE, "/v1/findings?limit=50", LOAD_KEYS),
         (
             "429 path: one free tenant over its limit",
             "/v1/posture",
-            &free_key,
+            FREE_KEY,
         ),
     ];
     for (name, path, keys) in plan {
-        match scenario(settings, name, &base, path, Some(keys), server.id()) {
-            Ok(mut result) => {
-                result.of_hello =
-                    (hello_rps > 0.0).then(|| result.load.requests_per_second / hello_rps);
-                scenarios.push(result);
-            }
-            Err(error) => {
-                stop(&mut server);
-                return Err(error);
-            }
-        }
+        let keys = key_dir.join(keys);
+        let mut result = scenario(settings, name, base, path, Some(&keys), server_pid)?;
+        result.of_hello = (hello_rps > 0.0).then(|| result.load.requests_per_second / hello_rps);
+        scenarios.push(result);
     }
-    let rss = procstat::peak_rss_mib(server.id());
-    stop(&mut server);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok((postgres, seeded, rss, scenarios))
+    if settings.spike_scans == 0 {
+        return Ok(None);
+    }
+    eprintln!(
+        "bench: scan spike: {} scans from {} tenants, cached reads at {}/s",
+        settings.spike_scans, settings.spike_tenants, settings.spike_read_rate
+    );
+    let spike = spike::run(
+        settings,
+        database,
+        base,
+        server_pid,
+        &seeded.load_keys,
+        &seeded.spike_keys,
+    )
+    .await?;
+    scenarios.push(ScenarioResult {
+        name: format!(
+            "cached read during the scan spike (open loop, {}/s)",
+            settings.spike_read_rate
+        ),
+        path: "/v1/posture".to_owned(),
+        load: spike.reads_during.clone(),
+        cpu: spike.cpu,
+        of_hello: None,
+    });
+    Ok(Some(spike))
 }
 
 /// Warms up, then measures one scenario while sampling CPU.
@@ -261,13 +308,13 @@ fn scenario(
     name: &str,
     base: &str,
     path: &str,
-    keys: Option<&PathBuf>,
+    keys: Option<&Path>,
     server_pid: u32,
 ) -> anyhow::Result<ScenarioResult> {
     eprintln!("bench: {name}");
     let run = |seconds: u64| wrk::Run {
         url: format!("{base}{path}"),
-        keys: keys.cloned(),
+        keys: keys.map(Path::to_path_buf),
         seconds,
         connections: settings.connections,
         threads: settings.threads,
@@ -284,136 +331,4 @@ fn scenario(
         cpu,
         of_hello: None,
     })
-}
-
-/// Starts the release `posture serve` on `port` against `database`.
-fn start_posture(database: &str, port: u16) -> anyhow::Result<Child> {
-    let binary = std::env::var("POSTURE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-            PathBuf::from(target).join("release").join("posture")
-        });
-    anyhow::ensure!(
-        binary.exists(),
-        "{} is missing: build it with `cargo build --release --bin posture` (bench/run.sh does)",
-        binary.display()
-    );
-    let redis_host = std::env::var("POSTURE_REDIS_HOST").unwrap_or_else(|_| "127.0.0.1".into());
-    let redis_port = std::env::var("POSTURE_REDIS_PORT").unwrap_or_else(|_| "6379".into());
-    let child = Command::new(binary)
-        .arg("serve")
-        .env("DATABASE_URL", database::url("posture_app", database))
-        .env(
-            "POSTURE_ADMIN_DATABASE_URL",
-            database::url("posture_owner", database),
-        )
-        .env("POSTURE_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("REDIS_URL", format!("redis://{redis_host}:{redis_port}"))
-        .env("POSTURE_LOG", "warn")
-        .env("POSTURE_CACHE_WARM_TENANTS", "0")
-        // The free tenant's 429 scenario needs them; enterprise tenants have
-        // 1,000 a minute each.
-        .env("POSTURE_RATE_LIMITS_ENABLED", "true")
-        .stdout(Stdio::null())
-        .spawn()?;
-    Ok(child)
-}
-
-fn stop(child: &mut Child) {
-    // SIGTERM for a graceful stop (the server flushes usage); then wait.
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// A port nothing listens on now (bound, then released for the child).
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// Polls `url` until it answers 2xx (30 s at most).
-async fn wait_for(url: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = client.get(url).send().await {
-            if response.status().is_success() {
-                return Ok(());
-            }
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{url} did not answer within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The bare axum "hello": what this machine allows an HTTP server at all.
-fn hello(port: u16) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let app = axum::Router::new().route("/hello", axum::routing::get(|| async { "hello" }));
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        axum::serve(listener, app).await?;
-        Ok(())
-    })
-}
-
-fn print_markdown(report: &Report) {
-    println!(
-        "\n{} on {} CPUs ({}), {} MiB, PostgreSQL {}, {}; wrk -t{} -c{} -d{}s (warm-up {} s)\n",
-        report.date,
-        report.machine.cpus,
-        report.machine.cpu_model.as_deref().unwrap_or("unknown CPU"),
-        report.machine.memory_mib.unwrap_or(0),
-        report.machine.postgres,
-        report.machine.wrk,
-        report.settings.threads,
-        report.settings.connections,
-        report.settings.seconds,
-        report.settings.warm_up,
-    );
-    println!("| scenario | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx | errors | of hello | CPU server | CPU postgres | CPU redis |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for result in &report.scenarios {
-        let load = &result.load;
-        println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
-            result.name,
-            load.requests,
-            load.requests_per_second,
-            load.p50_ms,
-            load.p90_ms,
-            load.p99_ms,
-            load.max_ms,
-            load.non_2xx,
-            load.socket_errors,
-            result
-                .of_hello
-                .map_or("—".to_owned(), |share| format!("{:.0} %", share * 100.0)),
-            result.cpu.server,
-            result.cpu.postgres,
-            result.cpu.redis,
-        );
-    }
-    println!(
-        "\nSeeded: {} tenants, {} findings. Server peak RSS: {}. CPU in cores (2 = the whole machine); the hello row's \"server\" is the hello process.",
-        report.seeded.tenants,
-        report.seeded.findings,
-        report
-            .server_peak_rss_mib
-            .map_or("unknown".to_owned(), |mib| format!("{mib:.0} MiB")),
-    );
 }

@@ -1,16 +1,20 @@
 //! The harness's data: load tenants (enterprise, so limits do not trip unless
 //! a scenario wants them to) with findings, and one free tenant for the 429
-//! path, each with a read key; then their posture views, computed by the
-//! server's own workers.
+//! path, each with a read key; the scan spike's tenants also get a write key.
+//! Tenants of the other tiers (free, basic, premium), with findings but no
+//! keys, make the tenant table mixed. Then every tenant's posture view,
+//! computed by the server's own workers.
 
-use super::{database, Settings};
+use crate::database;
+use crate::settings::Settings;
 use posture::auth::{issue_api_key, KeyRequest};
 use posture::config::Config;
 use posture::store::operator::{self, OPERATOR_ACTOR};
 use posture::store::{PoolSettings, Store};
-use posture_domain::{TenantName, TenantSlug, Tier};
+use posture_domain::{TenantId, TenantName, TenantSlug, Tier};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -19,11 +23,16 @@ use uuid::Uuid;
 pub struct Seeded {
     /// Tenants with a posture view to wait for (load tenants and the free one).
     pub tenants: usize,
+    /// Tenants by tier.
+    pub tiers: BTreeMap<String, usize>,
     pub findings: u64,
     #[serde(skip)]
     pub load_keys: Vec<String>,
     #[serde(skip)]
     pub free_key: String,
+    /// Write keys of the scan spike's tenants.
+    #[serde(skip)]
+    pub spike_keys: Vec<String>,
 }
 
 /// Creates the tenants and keys (through the product's own functions) and
@@ -35,19 +44,40 @@ pub async fn seed(database: &str, settings: &Settings) -> anyhow::Result<Seeded>
         &PoolSettings::for_command(&Config::default()),
     )?;
     let mut load_keys = Vec::with_capacity(settings.tenants);
+    let mut spike_keys = Vec::new();
+    let mut tiers = BTreeMap::new();
     let mut plan: Vec<(Uuid, i32)> = Vec::with_capacity(settings.tenants + 1);
+    // The spike's scans come from the last load tenants: the big ones come
+    // first, and are spared when there are enough others.
+    let first_spike_tenant = if settings.spike_scans > 0 {
+        settings.tenants.saturating_sub(settings.spike_tenants)
+    } else {
+        usize::MAX
+    };
     for number in 0..settings.tenants {
-        let (tenant, key) = tenant_with_key(&owner, Tier::Enterprise, number).await?;
+        let tenant = tenant(&owner, "load", Tier::Enterprise, number).await?;
+        load_keys.push(issue_key(&owner, tenant, "load", "read").await?);
+        if number >= first_spike_tenant {
+            spike_keys.push(issue_key(&owner, tenant, "spike", "write").await?);
+        }
         let findings = if number < settings.big_tenants {
             settings.big_findings
         } else {
             settings.findings
         };
-        plan.push((tenant, i32::try_from(findings)?));
-        load_keys.push(key);
+        plan.push((tenant.as_uuid(), i32::try_from(findings)?));
     }
-    let (free_tenant, free_key) = tenant_with_key(&owner, Tier::Free, 0).await?;
-    plan.push((free_tenant, 50));
+    *tiers.entry(Tier::Enterprise.to_string()).or_default() += settings.tenants;
+    let free_tenant = tenant(&owner, "load", Tier::Free, 0).await?;
+    let free_key = issue_key(&owner, free_tenant, "load", "read").await?;
+    plan.push((free_tenant.as_uuid(), 50));
+    *tiers.entry(Tier::Free.to_string()).or_default() += 1;
+    for number in 0..settings.other_tenants {
+        let tier = [Tier::Free, Tier::Basic, Tier::Premium][number % 3];
+        let tenant = tenant(&owner, "other", tier, number).await?;
+        plan.push((tenant.as_uuid(), i32::try_from(settings.findings)?));
+        *tiers.entry(tier.to_string()).or_default() += 1;
+    }
     owner.close().await;
 
     let mut admin = PgConnection::connect(&database::url("postgres", database)).await?;
@@ -94,30 +124,39 @@ pub async fn seed(database: &str, settings: &Settings) -> anyhow::Result<Seeded>
     admin.close().await?;
     Ok(Seeded {
         tenants: plan.len(),
+        tiers,
         findings: counts.iter().map(|n| u64::try_from(*n).unwrap_or(0)).sum(),
         load_keys,
         free_key,
+        spike_keys,
     })
 }
 
-async fn tenant_with_key(
-    owner: &Store,
-    tier: Tier,
-    number: usize,
-) -> anyhow::Result<(Uuid, String)> {
+/// Creates tenant `<role>-<tier>-<number>` through the operator's function.
+async fn tenant(owner: &Store, role: &str, tier: Tier, number: usize) -> anyhow::Result<TenantId> {
     let tenant = operator::create_tenant(
         owner,
-        &TenantSlug::parse(&format!("load-{tier}-{number}"))?,
-        &TenantName::parse(&format!("Load {tier} {number}"))?,
+        &TenantSlug::parse(&format!("{role}-{tier}-{number}"))?,
+        &TenantName::parse(&format!("{role} {tier} {number}"))?,
         tier,
     )
     .await?;
-    let request = KeyRequest::parse("load", &["read".into()], None, chrono::Utc::now())
+    Ok(tenant.id)
+}
+
+/// Issues `tenant` a key with one scope; returns the token.
+async fn issue_key(
+    owner: &Store,
+    tenant: TenantId,
+    name: &str,
+    scope: &str,
+) -> anyhow::Result<String> {
+    let request = KeyRequest::parse(name, &[scope.into()], None, chrono::Utc::now())
         .map_err(|errors| anyhow::anyhow!("{errors:?}"))?;
-    let mut tx = owner.begin_tenant(tenant.id).await?;
+    let mut tx = owner.begin_tenant(tenant).await?;
     let (_, token) = issue_api_key(&mut tx, &request, OPERATOR_ACTOR, None).await?;
     tx.commit().await?;
-    Ok((tenant.id.as_uuid(), token.expose()))
+    Ok(token.expose())
 }
 
 /// Waits until `tenants` posture views exist (the server's workers compute them).
