@@ -54,9 +54,14 @@ macro_rules! prefixed_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let body = base62::encode_fixed(self.0.as_u128(), base62::U128_WIDTH)
-                    .expect("a u128 fits 22 base62 characters");
-                write!(f, "{}{body}", Self::PREFIX)
+                // On the stack: ids are shown for every row of every page.
+                let mut text = [0u8; $prefix.len() + 1 + base62::U128_WIDTH];
+                let (prefix, body) = text.split_at_mut(Self::PREFIX.len());
+                prefix.copy_from_slice(Self::PREFIX.as_bytes());
+                let fits = base62::encode_into(self.0.as_u128(), body);
+                debug_assert!(fits, "a u128 fits 22 base62 characters");
+                // Prefix and alphabet are ASCII.
+                f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
             }
         }
 

@@ -9,7 +9,7 @@ use crate::http::metrics::Metrics;
 use crate::jobs::worker::spawn_workers;
 use crate::limits::clock::{Clock, SystemClock};
 use crate::limits::RateLimiter;
-use crate::state::AppState;
+use crate::state::{AppParts, AppState};
 use crate::store::{wait_until_reachable, PoolSettings, Store};
 use anyhow::Context;
 use std::future::IntoFuture;
@@ -70,7 +70,7 @@ impl Application {
         if let Err(error) = limiter.usage().load_floors(&store, now, None).await {
             tracing::warn!(%error, "usage floors not loaded; counting from Redis alone until the next flush");
         }
-        let state = AppState {
+        let state = AppState::new(AppParts {
             config: Arc::new(config),
             store,
             verifier: Arc::new(verifier),
@@ -83,7 +83,7 @@ impl Application {
             views,
             limiter,
             webhook_metrics: Arc::default(),
-        };
+        });
         // Before the listener accepts anything, so readiness follows warmth.
         crate::cache::warm::warm(
             &state,

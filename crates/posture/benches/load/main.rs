@@ -232,7 +232,15 @@ async fn run(settings: &Settings, database: &str) -> anyhow::Result<Measured> {
     .await;
     let rss = procstat::peak_rss_mib(server.id());
     server::stop(&mut server);
-    let _ = std::fs::remove_dir_all(&dir);
+    if settings.keep_database {
+        // With the database, for profiling by hand: the keys are shown once.
+        eprintln!(
+            "bench: key files kept in {} ({LOAD_KEYS}: the load tenants' read keys, {FREE_KEY})",
+            dir.display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let spike = measured?;
     Ok(Measured {
         postgres,

@@ -92,21 +92,35 @@ pub async fn seed(database: &str, settings: &Settings) -> anyhow::Result<Seeded>
         .execute(&mut admin)
         .await?;
     sqlx::raw_sql(
-        "INSERT INTO assets (tenant_id, id, kind, name, criticality)
+        "-- Finding ids are UUIDv7, as the product writes them (FindingId::new):
+         -- time-ordered, so a tenant's newest findings sit together in the
+         -- table as a scan's batch does. Random (v4) ids would scatter the
+         -- newest 50 of every tenant over the whole table, a layout the
+         -- product never produces.
+         CREATE FUNCTION pg_temp.uuid_v7(at timestamptz) RETURNS uuid
+         LANGUAGE sql VOLATILE AS $$
+           SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+                  PLACING substring(int8send(floor(extract(epoch FROM at) * 1000)::bigint) FROM 3)
+                  FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid
+         $$;
+         INSERT INTO assets (tenant_id, id, kind, name, criticality)
          SELECT tenant_id, gen_random_uuid(), 'repository', 'github.com/bench/app', 'high' FROM bench_plan;
          -- A mix a scanner produces: five severities, some findings mapped to
-         -- compliance controls (CWE-89, CWE-79), one in ten resolved.
+         -- compliance controls (CWE-89, CWE-79), one in ten resolved; first
+         -- seen over 90 days, inserted in the order they were found.
          INSERT INTO findings (tenant_id, id, asset_id, fingerprint, tool_name, rule_id, title,
                                severity, cwe_ids, status, first_seen_at, last_seen_at, resolved_at)
-         SELECT a.tenant_id, gen_random_uuid(), a.id, 'bench:' || md5(a.id::text || g), 'bench',
-                'rule-' || (g % 200), 'Benchmark finding ' || g,
+         SELECT tenant_id, pg_temp.uuid_v7(found_at), asset_id, 'bench:' || md5(asset_id::text || g),
+                'bench', 'rule-' || (g % 200), 'Benchmark finding ' || g,
                 (ARRAY['info', 'low', 'medium', 'high', 'critical'])[1 + g % 5],
                 CASE WHEN g % 7 = 0 THEN ARRAY[89] WHEN g % 11 = 0 THEN ARRAY[79] ELSE '{}' END,
                 CASE WHEN g % 10 = 0 THEN 'resolved' ELSE 'open' END,
-                now() - (g % 90) * interval '1 day', now(),
-                CASE WHEN g % 10 = 0 THEN now() END
-         FROM bench_plan p JOIN assets a ON a.tenant_id = p.tenant_id,
-              generate_series(1, p.findings) AS g;
+                found_at, now(), CASE WHEN g % 10 = 0 THEN now() END
+         FROM (SELECT a.tenant_id, a.id AS asset_id, g,
+                      now() - (g % 90) * interval '1 day' + g * interval '1 millisecond' AS found_at
+               FROM bench_plan p JOIN assets a ON a.tenant_id = p.tenant_id,
+                    generate_series(1, p.findings) AS g) planned
+         ORDER BY tenant_id, found_at;
          ANALYZE;",
     )
     .execute(&mut admin)

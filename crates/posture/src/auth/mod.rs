@@ -1,6 +1,6 @@
 //! Authentication: API key → [`TenantContext`].
 //!
-//! The `authenticate` middleware reads `Authorization: Bearer sp_live_…` (or
+//! [`authenticate`] reads `Authorization: Bearer sp_live_…` (or
 //! `X-API-Key`), verifies it with [`KeyVerifier`], and puts the resulting
 //! [`TenantContext`] in the request extensions, where handlers take it as an
 //! extractor. The tenant therefore only ever comes from a verified credential.
@@ -17,11 +17,9 @@ pub use verifier::{AuthFailure, KeyVerifier};
 
 use crate::http::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use axum::middleware::Next;
-use axum::response::Response;
 use posture_domain::{ApiKeyId, Scope, Scopes, TenantId, Tier};
 
 /// Who is calling, established from a verified credential.
@@ -73,15 +71,16 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantContext {
     }
 }
 
-/// Middleware: authenticate the request or answer 401/403.
+/// Authenticates the request: verifies its key and puts the [`TenantContext`]
+/// in its extensions (and returns it), or answers 401/403. Runs first on the
+/// tenant routes' request path ([`crate::http::middleware::tenant_path`]).
 pub async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+    state: &AppState,
+    request: &mut Request,
+) -> Result<TenantContext, ApiError> {
     // A client already over its per-IP limit (too many requests without a
     // valid key) is refused before its key costs a lookup.
-    if let Some(refused) = crate::limits::middleware::refuse_flooding_client(&state, &request) {
+    if let Some(refused) = crate::limits::middleware::refuse_flooding_client(state, request) {
         return Err(refused);
     }
     let verified = match presented_token(request.headers()) {
@@ -100,15 +99,15 @@ pub async fn authenticate(
         // tenant's quota): each failure counts.
         Err(error @ ApiError::Unauthenticated(_)) => {
             return Err(
-                crate::limits::middleware::count_unauthenticated(&state, &request).unwrap_or(error),
+                crate::limits::middleware::count_unauthenticated(state, request).unwrap_or(error),
             );
         }
         Err(error) => return Err(error),
     };
     tracing::Span::current().record("tenant_id", tracing::field::display(context.tenant_id));
     state.last_used.record(context.tenant_id, &context.key_id);
-    request.extensions_mut().insert(context);
-    Ok(next.run(request).await)
+    request.extensions_mut().insert(context.clone());
+    Ok(context)
 }
 
 /// The token from `Authorization: Bearer …` or, for older clients, `X-API-Key`.

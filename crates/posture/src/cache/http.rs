@@ -6,6 +6,7 @@
 use super::views::{CachedView, Generation};
 use crate::http::error::ApiError;
 use crate::state::AppState;
+use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use posture_domain::TenantId;
@@ -59,18 +60,38 @@ where
         .map_err(|error| error.duplicate())
 }
 
-/// The cached view as a JSON response, or 304 if the client has it.
+/// The cached view as a JSON response, or 304 if the client has it. The body
+/// is shared with the cache, not copied.
 pub fn respond(headers: &HeaderMap, view: &CachedView, max_age_secs: u64) -> Response {
-    let cache_control = HeaderValue::from_str(&format!("private, max-age={max_age_secs}"))
-        .unwrap_or(HeaderValue::from_static("private, no-cache"));
-    respond_with(headers, &view.body, &view.etag, cache_control)
+    respond_with(
+        headers,
+        view.body.clone(),
+        &view.etag,
+        private_cache_control(max_age_secs),
+    )
+}
+
+/// `private, max-age=<max_age_secs>`, made once per value (it is the same
+/// for every cached read of a server).
+fn private_cache_control(max_age_secs: u64) -> HeaderValue {
+    static LAST: std::sync::Mutex<Option<(u64, HeaderValue)>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match &*last {
+        Some((age, value)) if *age == max_age_secs => value.clone(),
+        _ => {
+            let value = HeaderValue::from_str(&format!("private, max-age={max_age_secs}"))
+                .unwrap_or(HeaderValue::from_static("private, no-cache"));
+            *last = Some((max_age_secs, value.clone()));
+            value
+        }
+    }
 }
 
 /// A JSON body with its strong `etag` and `cache_control`, or 304 if the
 /// client's `If-None-Match` names the tag.
 pub fn respond_with(
     headers: &HeaderMap,
-    body: &[u8],
+    body: Bytes,
     etag: &str,
     cache_control: HeaderValue,
 ) -> Response {
@@ -95,7 +116,7 @@ pub fn respond_with(
             (header::ETAG, etag_value),
             (header::CACHE_CONTROL, cache_control),
         ],
-        body.to_vec(),
+        body,
     )
         .into_response()
 }

@@ -19,6 +19,7 @@
 //! expires instead of sending a burst of misses to PostgreSQL.
 
 use super::redis::{Redis, EPOCH_KEY};
+use axum::body::Bytes;
 use posture_domain::TenantId;
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,7 +48,8 @@ pub struct ViewCacheSettings {
 /// A cached response body with its strong ETag.
 #[derive(Debug)]
 pub struct CachedView {
-    pub body: Vec<u8>,
+    /// Shared with every response that serves it (no copy per request).
+    pub body: Bytes,
     /// `"<hex>"`: a hash of the body, so equal bodies have equal tags whatever
     /// their version (and a reset counter cannot make a stale tag match).
     pub etag: String,
@@ -60,7 +62,7 @@ impl CachedView {
     fn new(body: Vec<u8>, load_cost: Duration) -> Self {
         let etag = super::http::strong_etag(&body);
         CachedView {
-            body,
+            body: Bytes::from(body),
             etag,
             fetched: Instant::now(),
             load_cost,
@@ -340,19 +342,22 @@ impl ViewCache {
     async fn slot(&self, tenant: TenantId, generation: Generation, name: &str) -> Arc<Slot> {
         let bumps = self.local_bumps(tenant);
         let version = self.version(tenant, generation).await;
-        let shared = format!("{}{name}:{version}", l1_prefix(tenant, generation));
+        // One string: the L2 key is made from it only on an L1 miss.
+        let l1 = format!("{tenant}:{}:{name}:{version}:l{bumps}", generation.tag());
         Arc::new(Slot {
             generation,
-            l1: format!("{shared}:l{bumps}"),
-            l2: l2_key(tenant, &shared),
+            tenant,
+            // The local part is the last `:l`: it ends in digits only.
+            shared_len: l1.rfind(":l").unwrap_or(l1.len()),
+            l1,
         })
     }
 
     /// Writes `view` to L2; a failed write costs nothing but a later miss.
     async fn fill_l2(&self, slot: &Slot, view: &CachedView) {
         let mut set = redis::cmd("SET");
-        set.arg(&slot.l2)
-            .arg(&view.body)
+        set.arg(slot.l2())
+            .arg(&view.body[..])
             .arg("PX")
             .arg(u64::try_from(self.settings.l2_ttl.as_millis()).unwrap_or(u64::MAX));
         let _ = self.redis.query::<()>(&set).await;
@@ -365,7 +370,7 @@ impl ViewCache {
     {
         let counters = self.metrics(slot.generation);
         let mut get = redis::cmd("GET");
-        get.arg(&slot.l2);
+        get.arg(slot.l2());
         if let Ok(Some(body)) = self.redis.query::<Option<Vec<u8>>>(&get).await {
             counters.l2_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Arc::new(CachedView::new(body, Duration::ZERO)));
@@ -432,11 +437,20 @@ impl ViewCache {
 /// Where one view lives in each layer.
 struct Slot {
     generation: Generation,
+    tenant: TenantId,
     /// `<tenant>:<generation>:<name>:<version>:l<local bumps>`.
     l1: String,
-    /// The tenant's hash tag, then the L1 key without the local part (shared
-    /// by every instance).
-    l2: String,
+    /// The length of the L1 key without its local part (`:l<local bumps>`),
+    /// the part every instance shares.
+    shared_len: usize,
+}
+
+impl Slot {
+    /// The L2 key: the tenant's hash tag, then the L1 key without the local
+    /// part (shared by every instance).
+    fn l2(&self) -> String {
+        l2_key(self.tenant, &self.l1[..self.shared_len])
+    }
 }
 
 /// The start of every L1 key of the tenant's views under `generation`.
@@ -496,14 +510,14 @@ mod tests {
         started.notified().await;
         cache.invalidate(tenant, Generation::Account).await;
         release.send(()).unwrap();
-        assert_eq!(slow.await.unwrap().unwrap(), b"before");
+        assert_eq!(slow.await.unwrap().unwrap(), &b"before"[..]);
         let after = cache
             .get_or_load(tenant, Generation::Account, "org", || async {
                 Ok(b"after".to_vec())
             })
             .await
             .unwrap();
-        assert_eq!(after.body, b"after");
+        assert_eq!(after.body, &b"after"[..]);
         // Other tenants and the other generation are untouched by it.
         assert_eq!(cache.local_bumps(TenantId::new_random()), 0);
         assert_eq!(cache.local_bumps(tenant), 1);

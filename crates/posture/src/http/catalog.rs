@@ -7,6 +7,7 @@
 use super::compliance::MappingView;
 use super::error::ApiError;
 use crate::cache::http::{respond_with, strong_etag};
+use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
@@ -125,7 +126,7 @@ impl From<&WeaknessClass> for WeaknessClassView {
 
 /// A serialized answer and its tag.
 struct Document {
-    body: Vec<u8>,
+    body: Bytes,
     etag: String,
 }
 
@@ -134,13 +135,16 @@ impl Document {
         // Plain data (strings, numbers, maps with string keys) always serializes.
         let body = serde_json::to_vec(value).unwrap_or_default();
         let etag = strong_etag(&body);
-        Document { body, etag }
+        Document {
+            body: Bytes::from(body),
+            etag,
+        }
     }
 
     fn respond(&self, headers: &HeaderMap) -> Response {
         respond_with(
             headers,
-            &self.body,
+            self.body.clone(),
             &self.etag,
             HeaderValue::from_static(CATALOG_CACHE_CONTROL),
         )

@@ -36,7 +36,7 @@ use crate::state::AppState;
 use crate::store::idempotency::{self as keys, Claim, KeyScope};
 use crate::store::Store;
 use axum::body::{to_bytes, Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -68,8 +68,10 @@ const SWEEP_LIMIT: i64 = 100;
 /// New keys claimed by this process, for pacing sweeps.
 static CLAIMS: AtomicU64 = AtomicU64::new(0);
 
-/// Middleware: make POSTs with an `Idempotency-Key` safe to retry (see the module docs).
-pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Makes POSTs with an `Idempotency-Key` safe to retry (see the module docs);
+/// runs after authentication and rate limits, whose [`TenantContext`] scopes
+/// the keys ([`super::middleware::tenant_path`]).
+pub async fn guard(state: AppState, request: Request, next: Next) -> Response {
     match handle(state, request, next).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
@@ -88,7 +90,7 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
         .get::<TenantContext>()
         .cloned()
         .ok_or_else(|| {
-            // The layer order in `http::router` puts `authenticate` outside this one.
+            // `tenant_path` authenticates before calling this.
             ApiError::Internal(anyhow::anyhow!(
                 "idempotency middleware ran before authentication"
             ))

@@ -17,9 +17,9 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct SeriesKey {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
@@ -32,36 +32,48 @@ struct Series {
     sum_micros: AtomicU64,
 }
 
+/// The series of one route: a handful of (method, status) pairs, found by a
+/// scan that allocates nothing.
+type RouteSeries = Vec<(&'static str, u16, Arc<Series>)>;
+
 /// The HTTP metrics of this process.
 #[derive(Default)]
 pub struct Metrics {
-    series: RwLock<HashMap<SeriesKey, Arc<Series>>>,
+    /// Route template → its series. Keyed by the route alone so that a
+    /// request finds its series by `&str`, without building an owned key.
+    series: RwLock<HashMap<String, RouteSeries>>,
 }
 
 impl Metrics {
     /// Records one finished request. `route` is the matched route template
     /// (never the raw path, which would make the label set unbounded).
-    pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let key = SeriesKey {
-            method: method.to_owned(),
-            route: route.to_owned(),
-            status,
+    pub fn observe(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
+        let find = |routes: &HashMap<String, RouteSeries>| {
+            routes.get(route).and_then(|series| {
+                series
+                    .iter()
+                    .find(|(m, s, _)| *m == method && *s == status)
+                    .map(|(_, _, series)| series.clone())
+            })
         };
-        let existing = self
-            .series
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned();
+        let existing = find(&self.series.read().unwrap_or_else(|p| p.into_inner()));
         let series = match existing {
             Some(series) => series,
-            None => self
-                .series
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(key)
-                .or_default()
-                .clone(),
+            None => {
+                let mut routes = self.series.write().unwrap_or_else(|p| p.into_inner());
+                match find(&routes) {
+                    Some(series) => series,
+                    None => {
+                        let series = Arc::new(Series::default());
+                        routes.entry(route.to_owned()).or_default().push((
+                            method,
+                            status,
+                            series.clone(),
+                        ));
+                        series
+                    }
+                }
+            }
         };
         let seconds = elapsed.as_secs_f64();
         if let Some(index) = BUCKETS.iter().position(|bound| seconds <= *bound) {
@@ -74,14 +86,27 @@ impl Metrics {
 
     /// The exposition text, with the pool gauges appended.
     pub fn render(&self, pool: PoolStats) -> String {
-        let series = self.series.read().unwrap_or_else(|p| p.into_inner());
-        let mut keys: Vec<_> = series.keys().cloned().collect();
-        keys.sort();
+        let routes = self.series.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<(SeriesKey, Arc<Series>)> = routes
+            .iter()
+            .flat_map(|(route, series)| {
+                series.iter().map(|(method, status, data)| {
+                    let key = SeriesKey {
+                        method,
+                        route: route.clone(),
+                        status: *status,
+                    };
+                    (key, data.clone())
+                })
+            })
+            .collect();
+        drop(routes);
+        all.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP posture_http_requests_total HTTP requests answered, by method, route and status.\n");
         out.push_str("# TYPE posture_http_requests_total counter\n");
-        for key in &keys {
-            let count = series[key].count.load(Ordering::Relaxed);
+        for (key, data) in &all {
+            let count = data.count.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
                 "posture_http_requests_total{{{}}} {count}",
@@ -92,8 +117,7 @@ impl Metrics {
             "# HELP posture_http_request_duration_seconds Time to answer HTTP requests.\n",
         );
         out.push_str("# TYPE posture_http_request_duration_seconds histogram\n");
-        for key in &keys {
-            let data = &series[key];
+        for (key, data) in &all {
             let labels = labels(key);
             let mut cumulative = 0;
             for (bound, bucket) in BUCKETS.iter().zip(&data.buckets) {
@@ -154,7 +178,7 @@ impl Metrics {
 fn labels(key: &SeriesKey) -> String {
     format!(
         "method=\"{}\",route=\"{}\",status=\"{}\"",
-        escape(&key.method),
+        escape(key.method),
         escape(&key.route),
         key.status
     )
@@ -177,6 +201,7 @@ mod tests {
         metrics.observe("GET", "/v1/org", 200, Duration::from_micros(300));
         metrics.observe("GET", "/v1/org", 200, Duration::from_millis(20));
         metrics.observe("GET", "/v1/org", 401, Duration::from_millis(1));
+        metrics.observe("POST", "/v1/org", 200, Duration::from_millis(1));
         let pool = PoolStats {
             size: 3,
             idle: 2,
@@ -191,6 +216,12 @@ mod tests {
         assert!(text.contains("route=\"/v1/org\",status=\"200\",le=\"0.0005\"} 1"));
         assert!(text.contains("route=\"/v1/org\",status=\"200\",le=\"0.025\"} 2"));
         assert!(text.contains("route=\"/v1/org\",status=\"200\",le=\"+Inf\"} 2"));
+        assert!(text.contains(
+            "posture_http_requests_total{method=\"GET\",route=\"/v1/org\",status=\"401\"} 1"
+        ));
+        assert!(text.contains(
+            "posture_http_requests_total{method=\"POST\",route=\"/v1/org\",status=\"200\"} 1"
+        ));
         assert!(text.contains("posture_db_pool_in_use 1"));
         assert!(text.contains("posture_db_pool_max 60"));
     }

@@ -1,5 +1,11 @@
-//! The outer request path: request id, tracing span, timeout, metrics, access
-//! log, and the single place where error responses become problem+json.
+//! The request path's layers: the outer one ([`request_context`]: request id,
+//! tracing span, timeout, metrics, access log, and the single place where
+//! error responses become problem+json) and the tenant routes' one
+//! ([`tenant_path`]: authentication, rate limits, idempotency keys).
+//!
+//! Few layers, on purpose: axum's `from_fn` layers clone the service they
+//! wrap on every call, and each layer's clone clones everything inside it, so
+//! the cost of stacked layers grows with the square of their number.
 
 use super::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::state::AppState;
@@ -21,7 +27,8 @@ pub struct RequestId(pub String);
 /// Outermost middleware. Assigns the request id (a caller's well-formed
 /// `x-request-id` is kept, so ids can be followed across services), opens the
 /// request span every log line of the request is written in, records metrics
-/// and the access log, and renders error responses as problems.
+/// and the access log, bounds the time a request may take (past it the client
+/// gets 503), and renders error responses as problems.
 pub async fn request_context(
     State(state): State<AppState>,
     mut request: Request,
@@ -35,13 +42,11 @@ pub async fn request_context(
         .filter(|id| is_acceptable_request_id(id))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    // Both are reference-counted: kept without copying the text.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let uri = request.uri().clone();
     request
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
@@ -53,8 +58,18 @@ pub async fn request_context(
         route = %route,
         tenant_id = tracing::field::Empty,
     );
-    let response = next.run(request).instrument(span.clone()).await;
-    let mut response = render_problem(response, &request_id, &path);
+    // The timeout is inside, so a request that runs out of time is logged,
+    // counted and rendered like any other.
+    let response = match tokio::time::timeout(
+        state.config.request_timeout(),
+        next.run(request).instrument(span.clone()),
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    };
+    let mut response = render_problem(response, &request_id, uri.path());
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }
@@ -63,7 +78,7 @@ pub async fn request_context(
     let status = response.status().as_u16();
     state
         .metrics
-        .observe(method_label(&method), &route, status, elapsed);
+        .observe(method_label(&method), route, status, elapsed);
     span.in_scope(|| {
         let latency_ms = elapsed.as_secs_f64() * 1e3;
         if status >= 500 {
@@ -75,12 +90,32 @@ pub async fn request_context(
     response
 }
 
-/// Bounds the time a request may take; past it the client gets 503.
-pub async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(state.config.request_timeout(), next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Timeout.into_response(),
+/// The tenant routes' request path after the outer layers: authenticate
+/// (the tenant comes only from the verified key) → rate limits (before any
+/// database work) → idempotency keys → handler. Every answer from here on,
+/// errors included, carries the tenant's rate-limit headers once the limits
+/// were checked.
+pub async fn tenant_path(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let context = match crate::auth::authenticate(&state, &mut request).await {
+        Ok(context) => context,
+        Err(error) => return error.into_response(),
+    };
+    let decision = crate::limits::middleware::check(&state, &context).await;
+    let refused = decision
+        .as_ref()
+        .and_then(crate::limits::middleware::refusal);
+    let mut response = match refused {
+        Some(error) => error.into_response(),
+        None => super::idempotency::guard(state, request, next).await,
+    };
+    if let Some(decision) = &decision {
+        decision.write_headers(response.headers_mut());
     }
+    response
 }
 
 /// The method as a metrics label: HTTP allows any token as a method, so unknown

@@ -22,7 +22,6 @@ pub mod usage;
 pub mod webhook_deliveries;
 pub mod webhooks;
 
-use crate::auth;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
@@ -39,9 +38,9 @@ use utoipa_swagger_ui::SwaggerUi;
 const PUBLIC_CACHE_CONTROL: &str = "public, max-age=3600";
 
 /// Builds the router with every route and the request path's layers:
-/// request context (id, span, metrics, problem rendering) → panic guard →
-/// timeout → body limit → [authentication → rate limits → idempotency keys, on
-/// `/v1`] → handler.
+/// request context (id, span, timeout, metrics, problem rendering) → panic
+/// guard → body limit → [authentication → rate limits → idempotency keys, on
+/// `/v1` tenant routes, in one layer] → handler.
 pub fn router(state: AppState) -> Router {
     let tenant_routes = Router::new()
         .route("/v1/org", get(org::get_org))
@@ -116,22 +115,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/findings/{id}",
             get(findings::get).patch(findings::triage),
         )
-        // Layers added later wrap earlier ones, so the idempotency layer is added
-        // first: it runs after `authenticate`, whose TenantContext scopes the keys.
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::idempotency,
-        ))
-        // Limits run right after authentication, before any database work.
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::limits::middleware::enforce,
-        ))
         // route_layer: only matched routes authenticate, so an unknown path is a
-        // 404 rather than a 401.
+        // 404 rather than a 401. One layer for authentication, rate limits and
+        // idempotency keys (see `middleware`).
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::authenticate,
+            middleware::tenant_path,
         ));
 
     Router::new()
@@ -169,10 +158,6 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::timeout,
-        ))
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1,9 +1,10 @@
 //! Enforcement on the request path.
 //!
-//! - [`enforce`] runs right after `authenticate` on every `/v1` tenant route:
-//!   it checks the tenant's limits (one Redis round trip; the key lookup
-//!   before it is cached) and answers 429 before any database work, or lets
-//!   the request through; either way the response carries the rate-limit
+//! - [`check`] runs right after authentication on every `/v1` tenant route
+//!   ([`crate::http::middleware::tenant_path`]): it decides on the tenant's
+//!   limits (at most one Redis round trip, none from a lease; the key lookup
+//!   before it is cached), so the request is answered 429 before any database
+//!   work or let through; either way the response carries the rate-limit
 //!   headers.
 //! - [`limit_by_ip`] guards public routes (the catalog). `authenticate`
 //!   refuses a client already over its IP limit before looking its key up
@@ -21,29 +22,23 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, SocketAddr};
 
-/// Middleware: the tenant's rate limit and quotas.
-pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The tenant's rate-limit decision for one request (`None` with limits
+/// off): checked right after authentication, before any database work. The
+/// caller answers [`refusal`] if there is one, and writes the decision's
+/// headers on the response either way.
+pub async fn check(state: &AppState, context: &TenantContext) -> Option<Decision> {
     if !state.config.rate_limits_enabled {
-        return next.run(request).await;
+        return None;
     }
-    let Some(context) = request.extensions().get::<TenantContext>().cloned() else {
-        // Mounted behind `authenticate`; without a context there is nothing to limit.
-        return next.run(request).await;
-    };
     let (decision, _) = state
         .limiter
         .check_tenant(context.tenant_id, context.tier)
         .await;
-    let mut response = match refusal(&decision) {
-        Some(error) => error.into_response(),
-        None => next.run(request).await,
-    };
-    decision.write_headers(response.headers_mut());
-    response
+    Some(decision)
 }
 
 /// The 429 for a refused decision.
-fn refusal(decision: &Decision) -> Option<ApiError> {
+pub fn refusal(decision: &Decision) -> Option<ApiError> {
     let refused = decision.refused_by?;
     let state = decision.binding()?;
     Some(ApiError::QuotaExceeded {

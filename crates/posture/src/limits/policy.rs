@@ -234,32 +234,34 @@ impl Decision {
                 state.window_secs
             );
         }
-        let mut set = |name: &'static str, value: String| {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(HeaderName::from_static(name), value);
-            }
+        // The text is moved into the header, not copied again.
+        let mut set = |name: &'static str, value: HeaderValue| {
+            headers.insert(HeaderName::from_static(name), value);
         };
-        set("ratelimit-policy", policy);
+        let text =
+            |value: String| HeaderValue::from_maybe_shared(axum::body::Bytes::from(value)).ok();
+        if let Some(policy) = text(policy) {
+            set("ratelimit-policy", policy);
+        }
         if let Some(state) = self.binding() {
             let remaining = state.remaining().unwrap_or_default();
-            set(
-                "ratelimit",
-                format!(
-                    "\"{}\";r={remaining};t={}",
-                    state.name.as_str(),
-                    state.reset_secs
-                ),
-            );
+            if let Some(value) = text(format!(
+                "\"{}\";r={remaining};t={}",
+                state.name.as_str(),
+                state.reset_secs
+            )) {
+                set("ratelimit", value);
+            }
             set(
                 "x-ratelimit-limit",
-                state.quota.unwrap_or_default().to_string(),
+                HeaderValue::from(state.quota.unwrap_or_default()),
             );
-            set("x-ratelimit-remaining", remaining.to_string());
+            set("x-ratelimit-remaining", HeaderValue::from(remaining));
             // Rounded up, so it is never earlier than the reset itself.
             let reset =
                 now + chrono::Duration::seconds(i64::try_from(state.reset_secs).unwrap_or(0));
             let reset_at = (reset.timestamp_millis() + 999).div_euclid(1000);
-            set("x-ratelimit-reset", reset_at.to_string());
+            set("x-ratelimit-reset", HeaderValue::from(reset_at));
         }
     }
 }
