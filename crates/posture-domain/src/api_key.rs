@@ -50,31 +50,44 @@ pub enum KeyParseError {
     BadChecksum,
 }
 
-/// The public identifier of an API key: 12 base62 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ApiKeyId(String);
+/// The public identifier of an API key: 12 base62 characters, held inline
+/// (every authenticated request carries one; copying it allocates nothing).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ApiKeyId([u8; KEY_ID_WIDTH]);
 
 impl ApiKeyId {
     /// A new random key id.
     pub fn generate<R: Rng + CryptoRng>(rng: &mut R) -> Self {
-        ApiKeyId(random_base62(rng, KEY_ID_WIDTH))
+        ApiKeyId(std::array::from_fn(|_| {
+            base62::ALPHABET[rng.gen_range(0..62)]
+        }))
     }
 
     /// Parses `key_XXXXXXXXXXXX` (the API form) or the bare 12 characters.
     pub fn parse(text: &str) -> Option<Self> {
         let bare = text.strip_prefix(KEY_ID_DISPLAY_PREFIX).unwrap_or(text);
-        (bare.len() == KEY_ID_WIDTH && base62::is_base62(bare)).then(|| ApiKeyId(bare.to_owned()))
+        if !base62::is_base62(bare) {
+            return None;
+        }
+        bare.as_bytes().try_into().ok().map(ApiKeyId)
     }
 
     /// The bare 12 characters, as stored in the database.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only base62 characters (ASCII) are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for ApiKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ApiKeyId").field(&self.as_str()).finish()
     }
 }
 
 impl fmt::Display for ApiKeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{KEY_ID_DISPLAY_PREFIX}{}", self.0)
+        write!(f, "{KEY_ID_DISPLAY_PREFIX}{}", self.as_str())
     }
 }
 
@@ -153,7 +166,7 @@ impl ApiKeyToken {
         let tenant = base62::decode(tenant_text).ok_or(KeyParseError::NotBase62)?;
         Ok(ApiKeyToken {
             tenant_id: TenantId::from_uuid(Uuid::from_u128(tenant)),
-            key_id: ApiKeyId(key_id_text.to_owned()),
+            key_id: ApiKeyId::parse(key_id_text).ok_or(KeyParseError::NotBase62)?,
             secret: secret.to_owned(),
         })
     }

@@ -97,10 +97,15 @@ pub struct KeyVerifier {
     store: Store,
     views: Arc<ViewCache>,
     signing_key: Arc<[u8; 32]>,
-    /// Credentials already authenticated and decoded, by tenant, key id and
-    /// the cached bytes' tag: a cached entry is checked once, not on every
-    /// request that reads it.
-    opened: moka::sync::Cache<String, Arc<Option<CachedCredentials>>>,
+}
+
+/// A cached entry's credentials once authenticated and decoded (kept with
+/// the entry, [`crate::cache::views::CachedView::derived`]): `None` if its
+/// MAC did not verify for this tenant and key id.
+struct OpenedCredentials {
+    tenant_id: TenantId,
+    key_id: ApiKeyId,
+    credentials: Option<Option<CachedCredentials>>,
 }
 
 /// The bytes of the MAC that precedes cached credentials.
@@ -114,10 +119,6 @@ impl KeyVerifier {
             store,
             views,
             signing_key: Arc::new(signing_key),
-            opened: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(std::time::Duration::from_secs(60))
-                .build(),
         }
     }
 
@@ -137,6 +138,8 @@ impl KeyVerifier {
         let tenant_id = token.tenant_id();
         let key_id = token.key_id().clone();
         let name = format!("key:{key_id}");
+        // Credentials read afresh when the cached entry does not authenticate.
+        let fresh: Option<CachedCredentials>;
         let (store, signing_key) = (self.store.clone(), self.signing_key.clone());
         let view = self
             .views
@@ -150,33 +153,34 @@ impl KeyVerifier {
             })
             .await
             .map_err(unavailable)?;
-        // The tag hashes the sealed bytes; with the tenant and the key id it
-        // names exactly what `opened` checked.
-        let opened_key = format!("{tenant_id}:{}:{}", token.key_id(), view.etag);
-        let cached = match self.opened.get(&opened_key) {
+        // Authenticated and decoded once per cached entry, by the first
+        // request that reads it: a view is immutable, and it belongs to one
+        // slot, named by the tenant and the key id it was sealed for (both
+        // also checked here).
+        let opened_view = view.derived(|body| OpenedCredentials {
+            tenant_id,
+            key_id: token.key_id().clone(),
+            credentials: opened(&self.signing_key, tenant_id, token.key_id(), body),
+        });
+        let opened_here = (opened_view.tenant_id == tenant_id
+            && &opened_view.key_id == token.key_id())
+        .then(|| opened_view.credentials.as_ref());
+        let cached = match opened_here.flatten() {
             Some(cached) => cached,
-            None => match opened(&self.signing_key, tenant_id, token.key_id(), &view.body) {
-                Some(cached) => {
-                    let cached = Arc::new(cached);
-                    self.opened.insert(opened_key, cached.clone());
-                    cached
-                }
-                None => {
-                    tracing::warn!(%tenant_id, key_id = %token.key_id(), "cached API key credentials failed authentication; reading them from PostgreSQL");
-                    let body = load_credentials(&self.store, tenant_id, token.key_id())
-                        .await
-                        .map_err(unavailable)?;
-                    let cached =
-                        serde_json::from_slice(&body).map_err(|_| AuthFailure::Unavailable)?;
-                    // Replace the bad entry, so the next request finds good
-                    // credentials instead of reading PostgreSQL again.
-                    let fresh = sealed(&self.signing_key, tenant_id, token.key_id(), body);
-                    self.views
-                        .replace(tenant_id, Generation::Account, &name, fresh)
-                        .await;
-                    Arc::new(cached)
-                }
-            },
+            None => {
+                tracing::warn!(%tenant_id, key_id = %token.key_id(), "cached API key credentials failed authentication; reading them from PostgreSQL");
+                let body = load_credentials(&self.store, tenant_id, token.key_id())
+                    .await
+                    .map_err(unavailable)?;
+                fresh = serde_json::from_slice(&body).map_err(|_| AuthFailure::Unavailable)?;
+                // Replace the bad entry, so the next request finds good
+                // credentials instead of reading PostgreSQL again.
+                let sealed = sealed(&self.signing_key, tenant_id, token.key_id(), body);
+                self.views
+                    .replace(tenant_id, Generation::Account, &name, sealed)
+                    .await;
+                &fresh
+            }
         };
         let Some(stored) = cached.as_ref() else {
             return Err(AuthFailure::Unknown);

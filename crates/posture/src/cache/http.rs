@@ -7,6 +7,8 @@ use super::views::{CachedView, Generation};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 use axum::body::Bytes;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use posture_domain::TenantId;
@@ -14,6 +16,24 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
+
+/// The request's `If-None-Match` values — all a cached read looks at — as a
+/// header map of their own: taken without copying the request's other
+/// headers (axum's `HeaderMap` extractor clones them all), and empty, without
+/// allocating, when the client sent none.
+pub struct IfNoneMatch(pub HeaderMap);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let mut only = HeaderMap::new();
+        for value in parts.headers.get_all(header::IF_NONE_MATCH) {
+            only.append(header::IF_NONE_MATCH, value.clone());
+        }
+        Ok(IfNoneMatch(only))
+    }
+}
 
 /// Whether `If-None-Match` names `etag` (or is `*`). Weak comparison, as RFC
 /// 9110 prescribes for `If-None-Match`: a `W/` prefix is ignored.
@@ -63,10 +83,11 @@ where
 /// The cached view as a JSON response, or 304 if the client has it. The body
 /// is shared with the cache, not copied.
 pub fn respond(headers: &HeaderMap, view: &CachedView, max_age_secs: u64) -> Response {
-    respond_with(
+    respond_tagged(
         headers,
         view.body.clone(),
         &view.etag,
+        view.etag_header.clone(),
         private_cache_control(max_age_secs),
     )
 }
@@ -96,6 +117,17 @@ pub fn respond_with(
     cache_control: HeaderValue,
 ) -> Response {
     let etag_value = HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"\""));
+    respond_tagged(headers, body, etag, etag_value, cache_control)
+}
+
+/// [`respond_with`] with the tag already made into a header value.
+fn respond_tagged(
+    headers: &HeaderMap,
+    body: Bytes,
+    etag: &str,
+    etag_value: HeaderValue,
+    cache_control: HeaderValue,
+) -> Response {
     if not_modified(headers, etag) {
         return (
             StatusCode::NOT_MODIFIED,

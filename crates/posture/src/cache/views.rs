@@ -20,11 +20,13 @@
 
 use super::redis::{Redis, EPOCH_KEY};
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use posture_domain::TenantId;
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// XFetch's β: above 1 favours earlier refreshes.
@@ -53,9 +55,14 @@ pub struct CachedView {
     /// `"<hex>"`: a hash of the body, so equal bodies have equal tags whatever
     /// their version (and a reset counter cannot make a stale tag match).
     pub etag: String,
+    /// The ETag as a header value, made once.
+    pub etag_header: HeaderValue,
     /// When this process got it, and how long the load that produced it took.
     fetched: Instant,
     load_cost: Duration,
+    /// What a reader worked out from the body once, such as authenticated
+    /// and decoded credentials ([`CachedView::derived`]).
+    derived: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 impl CachedView {
@@ -63,10 +70,28 @@ impl CachedView {
         let etag = super::http::strong_etag(&body);
         CachedView {
             body: Bytes::from(body),
+            etag_header: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
             etag,
             fetched: Instant::now(),
             load_cost,
+            derived: OnceLock::new(),
         }
+    }
+
+    /// `derive(body)`, worked out by the first reader of this view and kept
+    /// with it: a view is immutable, so every later reader of the same view
+    /// gets the same value without working it out again. (A view read as
+    /// two types keeps the first; the second is worked out each time.)
+    pub fn derived<T: Any + Send + Sync>(&self, derive: impl FnOnce(&[u8]) -> T) -> Arc<T> {
+        if let Some(kept) = self.derived.get() {
+            if let Ok(value) = kept.clone().downcast::<T>() {
+                return value;
+            }
+            return Arc::new(derive(&self.body));
+        }
+        let value = Arc::new(derive(&self.body));
+        let _ = self.derived.set(value.clone());
+        value
     }
 }
 

@@ -11,14 +11,13 @@ use super::extract::ApiQuery;
 use super::findings::{after_finding, finding_cursor, FindingView};
 use super::pagination::{Page, PageQuery};
 use crate::auth::TenantContext;
-use crate::cache::http::{cached_json, respond};
+use crate::cache::http::{cached_json, respond, IfNoneMatch};
 use crate::cache::views::Generation;
 use crate::state::AppState;
 use crate::store::finding_queries::{self, ControlFilter};
 use crate::store::{frameworks, posture as posture_store, TenantTx};
 use crate::summary::refresh;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -175,7 +174,7 @@ async fn stored_view(
 pub async fn overview(
     State(state): State<AppState>,
     context: TenantContext,
-    headers: HeaderMap,
+    IfNoneMatch(headers): IfNoneMatch,
 ) -> Result<Response, ApiError> {
     context.require(Scope::Read)?;
     let view = cached_json(

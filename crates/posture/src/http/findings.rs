@@ -3,6 +3,7 @@
 use super::error::{ApiError, FieldError};
 use super::extract::{ApiJson, ApiQuery};
 use super::pagination::{Cursor, Page, PageQuery};
+use super::timestamp;
 use crate::auth::TenantContext;
 use crate::state::AppState;
 use crate::store::finding_queries::{self, FindingEvent, FindingFilter, FindingRecord, Triage};
@@ -51,11 +52,16 @@ pub struct FindingView {
     pub status: String,
     pub status_reason: Option<String>,
     /// For accepted risk: when it lapses and the finding reopens.
+    #[serde(serialize_with = "timestamp::optional")]
     pub accepted_until: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "timestamp::serialize")]
     pub first_seen_at: DateTime<Utc>,
+    #[serde(serialize_with = "timestamp::serialize")]
     pub last_seen_at: DateTime<Utc>,
+    #[serde(serialize_with = "timestamp::optional")]
     pub resolved_at: Option<DateTime<Utc>>,
     /// First seen + the tenant's SLA days for the severity; none for info.
+    #[serde(serialize_with = "timestamp::optional")]
     pub sla_due_at: Option<DateTime<Utc>>,
     /// Still live (open or reopened) past its due date.
     pub sla_breached: bool,
@@ -266,7 +272,7 @@ pub async fn list(
     State(state): State<AppState>,
     context: TenantContext,
     ApiQuery(query): ApiQuery<ListFindingsQuery>,
-) -> Result<Json<Page<FindingView>>, ApiError> {
+) -> Result<Page<FindingView>, ApiError> {
     context.require(Scope::Read)?;
     let filter = parse_filter(&query)?;
     let page = PageQuery::new(query.limit, query.cursor);
@@ -275,12 +281,12 @@ pub async fn list(
     let records = crate::tenant_read!(state.store, context.tenant_id, |tx| {
         finding_queries::list(&mut tx, &filter, after, limit + 1).await?
     })?;
-    Ok(Json(Page::from_rows(
+    Ok(Page::from_rows(
         records,
         limit,
         finding_cursor,
         FindingView::from,
-    )))
+    ))
 }
 
 /// The finding a page of findings (newest first) continues after, from the cursor.

@@ -18,6 +18,7 @@ pub mod pagination;
 pub mod posture;
 pub mod scans;
 pub mod settings;
+pub mod timestamp;
 pub mod usage;
 pub mod webhook_deliveries;
 pub mod webhooks;

@@ -3,12 +3,11 @@
 
 use super::error::ApiError;
 use crate::auth::TenantContext;
-use crate::cache::http::{cached_json, respond};
+use crate::cache::http::{cached_json, respond, IfNoneMatch};
 use crate::cache::views::Generation;
 use crate::state::AppState;
 use crate::store::tenants;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use posture_domain::{Scope, TenantId, TenantStatus, Tier};
@@ -50,7 +49,7 @@ pub struct Limits {
 pub async fn get_org(
     State(state): State<AppState>,
     context: TenantContext,
-    headers: HeaderMap,
+    IfNoneMatch(headers): IfNoneMatch,
 ) -> Result<Response, ApiError> {
     context.require(Scope::Read)?;
     let view = cached_json(

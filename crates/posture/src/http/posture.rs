@@ -4,14 +4,13 @@
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use crate::auth::TenantContext;
-use crate::cache::http::{cached_json, respond};
+use crate::cache::http::{cached_json, respond, IfNoneMatch};
 use crate::cache::views::{CachedView, Generation};
 use crate::state::AppState;
 use crate::store::posture::{self as posture_store, Snapshot, StoredPosture};
 use crate::summary::refresh;
 use crate::summary::PostureSummary;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -62,7 +61,7 @@ pub struct Change {
 pub async fn get(
     State(state): State<AppState>,
     context: TenantContext,
-    headers: HeaderMap,
+    IfNoneMatch(headers): IfNoneMatch,
 ) -> Result<Response, ApiError> {
     context.require(Scope::Read)?;
     let view = cached(&state, context.tenant_id).await?;

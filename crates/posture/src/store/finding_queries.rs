@@ -5,32 +5,61 @@ use chrono::{DateTime, Utc};
 use posture_domain::ids::{AssetId, FindingId, ScanId};
 use uuid::Uuid;
 
-/// A finding as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct FindingRecord {
-    pub id: Uuid,
-    pub asset_id: Uuid,
-    pub fingerprint: String,
-    pub tool_name: String,
-    pub rule_id: String,
-    pub title: String,
-    pub description: Option<String>,
-    pub severity: String,
-    pub cwe_ids: Vec<i32>,
-    pub vulnerability_ids: Vec<String>,
-    pub location_uri: Option<String>,
-    pub location_line: Option<i32>,
-    pub package_purl: Option<String>,
-    pub package_name: Option<String>,
-    pub package_version: Option<String>,
-    pub status: String,
-    pub status_reason: Option<String>,
-    pub accepted_until: Option<DateTime<Utc>>,
-    pub first_seen_at: DateTime<Utc>,
-    pub last_seen_at: DateTime<Utc>,
-    pub resolved_at: Option<DateTime<Utc>>,
-    pub sla_due_at: Option<DateTime<Utc>>,
-    pub last_scan_id: Option<Uuid>,
+/// Declares [`FindingRecord`], the column list its statements select
+/// ([`FINDING_COLUMNS`]) and its decoding, from one list of fields, so the
+/// columns are read by position — the order cannot drift from the list — and
+/// not by name (a name lookup per column and row was a tenth of a page's CPU
+/// time on the server).
+macro_rules! finding_record {
+    ($first:ident: $first_type:ty $(, $field:ident: $type:ty)* $(,)?) => {
+        /// A finding as stored.
+        #[derive(Debug, Clone)]
+        pub struct FindingRecord {
+            pub $first: $first_type,
+            $(pub $field: $type,)*
+        }
+
+        /// The columns of a [`FindingRecord`], in its fields' order.
+        const FINDING_COLUMNS: &str = concat!(stringify!($first) $(, ", ", stringify!($field))*);
+
+        impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for FindingRecord {
+            fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+                use sqlx::Row;
+                let mut column = 0..;
+                let mut next = || column.next().unwrap_or_default();
+                Ok(FindingRecord {
+                    $first: row.try_get(next())?,
+                    $($field: row.try_get(next())?,)*
+                })
+            }
+        }
+    };
+}
+
+finding_record! {
+    id: Uuid,
+    asset_id: Uuid,
+    fingerprint: String,
+    tool_name: String,
+    rule_id: String,
+    title: String,
+    description: Option<String>,
+    severity: String,
+    cwe_ids: Vec<i32>,
+    vulnerability_ids: Vec<String>,
+    location_uri: Option<String>,
+    location_line: Option<i32>,
+    package_purl: Option<String>,
+    package_name: Option<String>,
+    package_version: Option<String>,
+    status: String,
+    status_reason: Option<String>,
+    accepted_until: Option<DateTime<Utc>>,
+    first_seen_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    sla_due_at: Option<DateTime<Utc>>,
+    last_scan_id: Option<Uuid>,
 }
 
 /// One entry of a finding's history.
@@ -58,10 +87,6 @@ pub struct FindingFilter {
     pub text: Option<String>,
 }
 
-const FINDING_COLUMNS: &str = "id, asset_id, fingerprint, tool_name, rule_id, title, description, severity,
-    cwe_ids, vulnerability_ids, location_uri, location_line, package_purl, package_name, package_version,
-    status, status_reason, accepted_until, first_seen_at, last_seen_at, resolved_at, sla_due_at, last_scan_id";
-
 /// Up to `limit` findings matching `filter`, newest first, after the finding `after`.
 ///
 /// The statement names only the filters in use. A catch-all statement
@@ -71,6 +96,13 @@ const FINDING_COLUMNS: &str = "id, asset_id, fingerprint, tool_name, rule_id, ti
 /// tenant's every finding and a sort (2.7 ms) instead of reading 51 entries of
 /// `findings_by_page` (0.2 ms). Each combination of filters in use is its own
 /// statement, whose generic plan is the right one.
+///
+/// The page size is written into the statement, not bound: with `LIMIT $n`
+/// the generic plan is costed for an unknown limit (a tenth of the rows) and
+/// never beats the custom plans, so PostgreSQL planned every execution anew —
+/// 0.11 ms of planning for 0.05 ms of execution, the largest part of its work
+/// for a page. `limit` is a number the handler bounded (at most 101), so a
+/// few statements per filter combination at most.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(
     tx: &mut TenantTx,
@@ -137,9 +169,7 @@ pub async fn list(
             .push_bind(pattern)
             .push(")");
     }
-    query
-        .push(" ORDER BY id DESC LIMIT ")
-        .push_bind(i64::from(limit));
+    query.push(format_args!(" ORDER BY id DESC LIMIT {limit}"));
     query
         .build_query_as::<FindingRecord>()
         .fetch_all(tx.conn())

@@ -19,6 +19,7 @@ mod hostile_input;
 mod idempotency;
 mod jobs;
 mod posture;
+mod query_plans;
 mod rate_limits;
 mod real_reports;
 mod scans;

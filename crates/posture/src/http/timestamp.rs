@@ -1,0 +1,162 @@
+//! Timestamps in responses, written without the formatting machinery.
+//!
+//! The text is exactly chrono's (RFC 3339 in UTC with `Z`, and 0, 3, 6 or 9
+//! fractional digits, as few as show the value: `SecondsFormat::AutoSi`), so
+//! switching a field to these functions changes no response. chrono writes
+//! through `fmt` one character at a time; a page of 50 findings has 250
+//! timestamps, which made them a visible part of its serialization. Use with
+//! `#[serde(serialize_with = "timestamp::serialize")]`, or
+//! `timestamp::optional` for an `Option`.
+
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use serde::Serializer;
+
+/// Longest text: `9999-12-31T23:59:59.123456789Z`.
+const MAX_LEN: usize = 30;
+
+/// Serializes `at` as chrono does.
+pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    let mut text = [0u8; MAX_LEN];
+    match write(at, &mut text) {
+        // Every byte written is an ASCII digit or separator.
+        Some(len) => serializer.serialize_str(std::str::from_utf8(&text[..len]).unwrap_or("")),
+        None => serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+    }
+}
+
+/// [`serialize`] for an optional timestamp (`null` when absent).
+pub fn optional<S: Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => serialize(at, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Writes `at` into `out` and returns the length; `None` for what the fast
+/// path does not cover (years outside 0–9999, leap seconds), which chrono
+/// writes instead.
+fn write(at: &DateTime<Utc>, out: &mut [u8; MAX_LEN]) -> Option<usize> {
+    let year = u32::try_from(at.year()).ok().filter(|year| *year <= 9999)?;
+    let nanos = at.nanosecond();
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    let mut text = Text { out, len: 0 };
+    text.digits(year, 4);
+    text.byte(b'-');
+    text.digits(at.month(), 2);
+    text.byte(b'-');
+    text.digits(at.day(), 2);
+    text.byte(b'T');
+    text.digits(at.hour(), 2);
+    text.byte(b':');
+    text.digits(at.minute(), 2);
+    text.byte(b':');
+    text.digits(at.second(), 2);
+    // As few fractional digits as show the value, in steps of three.
+    if nanos != 0 {
+        text.byte(b'.');
+        if nanos % 1_000_000 == 0 {
+            text.digits(nanos / 1_000_000, 3);
+        } else if nanos % 1_000 == 0 {
+            text.digits(nanos / 1_000, 6);
+        } else {
+            text.digits(nanos, 9);
+        }
+    }
+    text.byte(b'Z');
+    Some(text.len)
+}
+
+/// A cursor writing into the stack buffer.
+struct Text<'a> {
+    out: &'a mut [u8; MAX_LEN],
+    len: usize,
+}
+
+impl Text<'_> {
+    fn byte(&mut self, byte: u8) {
+        self.out[self.len] = byte;
+        self.len += 1;
+    }
+
+    /// `value` as exactly `count` decimal digits, zero-padded.
+    fn digits(&mut self, value: u32, count: usize) {
+        let mut rest = value;
+        for slot in self.out[self.len..self.len + count].iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        self.len += count;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fast(at: &DateTime<Utc>) -> String {
+        serde_json::to_string(&Wrapper(*at)).unwrap()
+    }
+
+    struct Wrapper(DateTime<Utc>);
+
+    impl serde::Serialize for Wrapper {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serialize(&self.0, serializer)
+        }
+    }
+
+    #[test]
+    fn known_values_read_as_chrono_writes_them() {
+        for text in [
+            "2026-12-01T21:37:15Z",
+            "2026-12-01T21:37:15.351Z",
+            "2026-12-01T21:37:15.351118Z",
+            "2026-12-01T21:37:15.000000001Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999999Z",
+        ] {
+            let at: DateTime<Utc> = text.parse().unwrap();
+            assert_eq!(fast(&at), format!("\"{text}\""));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_timestamp_is_written_as_chrono_writes_it(
+            seconds in -62_135_596_800i64..253_402_300_800,
+            nanos in prop_oneof![Just(0u32), (0u32..1_000).prop_map(|n| n * 1_000_000),
+                                 (0u32..1_000_000).prop_map(|n| n * 1_000), 0u32..1_000_000_000],
+        ) {
+            let at = DateTime::<Utc>::from_timestamp(seconds, nanos).unwrap();
+            prop_assert_eq!(fast(&at), serde_json::to_string(&at).unwrap());
+        }
+    }
+
+    #[test]
+    fn out_of_range_years_fall_back_to_chrono() {
+        let at = DateTime::<Utc>::from_timestamp(-62_135_596_801, 0).unwrap();
+        assert_eq!(fast(&at), serde_json::to_string(&at).unwrap());
+    }
+
+    #[test]
+    fn optional_timestamps_are_null_or_the_same_text() {
+        #[derive(serde::Serialize)]
+        struct Row {
+            #[serde(serialize_with = "optional")]
+            at: Option<DateTime<Utc>>,
+        }
+        let at: DateTime<Utc> = "2026-12-01T21:37:15.351118Z".parse().unwrap();
+        let some = serde_json::to_string(&Row { at: Some(at) }).unwrap();
+        assert_eq!(some, r#"{"at":"2026-12-01T21:37:15.351118Z"}"#);
+        assert_eq!(
+            serde_json::to_string(&Row { at: None }).unwrap(),
+            r#"{"at":null}"#
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! The hot read statements keep a generic plan: PostgreSQL plans them once
+//! per connection, not on every execution (planning cost twice the
+//! execution of a findings page when it did, issue 8).
+
+use crate::support::TestApp;
+use posture::store::finding_queries::{self, FindingFilter};
+use posture::store::{PoolSettings, Store};
+use posture_domain::Tier;
+
+/// A page of the findings list, run more than the five custom plans
+/// PostgreSQL tries first, is then executed with a generic plan. With the
+/// page size bound as a parameter (`LIMIT $n`) the generic plan never won
+/// and every page was planned anew.
+#[tokio::test]
+async fn the_findings_page_is_planned_once_per_connection() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(Tier::Enterprise).await;
+    // Enough findings, with statistics, that the planner's estimates are
+    // those of a real tenant.
+    let mut tx = app.owner.begin_tenant(tenant.id).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO assets (tenant_id, id, kind, name, criticality)
+         SELECT current_setting('app.tenant_id')::uuid, gen_random_uuid(), 'repository',
+                'github.com/acme/api', 'high';
+         INSERT INTO findings (tenant_id, id, asset_id, fingerprint, tool_name, rule_id, title,
+                               severity, cwe_ids, status, first_seen_at, last_seen_at)
+         SELECT a.tenant_id, gen_random_uuid(), a.id, 'plan:' || g, 'semgrep', 'rule-' || g,
+                'Finding ' || g, 'high', '{}', 'open', now(), now()
+         FROM assets a, generate_series(1, 3000) AS g;",
+    )
+    .execute(tx.conn())
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    sqlx::query("ANALYZE findings")
+        .execute(app.owner.pool())
+        .await
+        .unwrap();
+
+    // One connection as the application role: prepared statements and their
+    // plan counters belong to a session.
+    let settings = PoolSettings {
+        max_connections: 1,
+        ..PoolSettings::for_command(&posture::config::Config::default())
+    };
+    let store = Store::connect_lazy(&app.database.app_url(), &settings).unwrap();
+    let mut tx = store.begin_tenant(tenant.id).await.unwrap();
+    for _ in 0..8 {
+        let page = finding_queries::list(&mut tx, &FindingFilter::default(), None, 51)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 51);
+    }
+    let (generic, custom): (i64, i64) = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+         WHERE statement LIKE 'SELECT id, asset_id,%ORDER BY id DESC LIMIT%'",
+    )
+    .fetch_one(tx.conn())
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        generic >= 2,
+        "the page was planned for every execution: {generic} generic, {custom} custom plans"
+    );
+}
