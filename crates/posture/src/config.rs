@@ -97,6 +97,7 @@ pub struct Config {
     pub redis_url: SecretUrl,
     pub redis_connect_timeout_ms: u64,
     pub redis_command_timeout_ms: u64,
+    pub redis_max_in_flight: usize,
     pub redis_health_interval_ms: u64,
     pub breaker_window: usize,
     pub breaker_minimum_calls: usize,
@@ -170,6 +171,7 @@ impl Default for Config {
             redis_url: SecretUrl::new("redis://127.0.0.1:6379"),
             redis_connect_timeout_ms: 100,
             redis_command_timeout_ms: 50,
+            redis_max_in_flight: 32,
             redis_health_interval_ms: 500,
             breaker_window: 100,
             breaker_minimum_calls: 20,
@@ -253,6 +255,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "REDIS_URL", toml_key: "redis_url", default: "redis://127.0.0.1:6379", meaning: "Redis, the shared cache (L2); empty runs without it. Redis is never required: requests fall back to PostgreSQL." },
     SettingDoc { env: "POSTURE_REDIS_CONNECT_TIMEOUT_MS", toml_key: "redis_connect_timeout_ms", default: "100", meaning: "Longest wait for a connection to Redis." },
     SettingDoc { env: "POSTURE_REDIS_COMMAND_TIMEOUT_MS", toml_key: "redis_command_timeout_ms", default: "50", meaning: "Longest wait for one Redis reply; a request never waits longer on Redis." },
+    SettingDoc { env: "POSTURE_REDIS_MAX_IN_FLIGHT", toml_key: "redis_max_in_flight", default: "32", meaning: "Most Redis commands one server has sent and not yet had answered; more wait their turn within the command timeout, and one that cannot be sent in time falls back like a failed call without counting against Redis in the circuit breaker. 1 to 10000." },
     SettingDoc { env: "POSTURE_REDIS_HEALTH_INTERVAL_MS", toml_key: "redis_health_interval_ms", default: "500", meaning: "How often the Redis health check PINGs (feeding the circuit breaker)." },
     SettingDoc { env: "POSTURE_BREAKER_WINDOW", toml_key: "breaker_window", default: "100", meaning: "Redis calls in the circuit breaker's sliding window." },
     SettingDoc { env: "POSTURE_BREAKER_MINIMUM_CALLS", toml_key: "breaker_minimum_calls", default: "20", meaning: "Calls in the window before the failure rate is judged." },
@@ -270,7 +273,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "POSTURE_HTTP_CACHE_MAX_AGE_SECS", toml_key: "http_cache_max_age_secs", default: "5", meaning: "`Cache-Control: private, max-age` of cached tenant reads (they also carry an ETag for `If-None-Match`)." },
     SettingDoc { env: "POSTURE_RATE_LIMITS_ENABLED", toml_key: "rate_limits_enabled", default: "true", meaning: "Enforce the tiers' rate limits and quotas and the per-IP limit (off: for benchmarks only)." },
     SettingDoc { env: "POSTURE_IP_RATE_LIMIT_PER_MINUTE", toml_key: "ip_rate_limit_per_minute", default: "60", meaning: "Requests per minute from one client address without a valid API key (401s and public routes), per server; 1 to 60000. An address over it is refused before its key is looked up." },
-    SettingDoc { env: "POSTURE_RATE_LIMIT_LEASE_MS", toml_key: "rate_limit_lease_ms", default: "1000", meaning: "How long a server may use per-minute slots it reserved in Redis for a busy premium or enterprise tenant (at most 1/50 of the minute quota per lease, about a second of its traffic), instead of one Redis call per request; unused slots are given back. 0 to 10000; 0 makes every request ask Redis." },
+    SettingDoc { env: "POSTURE_RATE_LIMIT_LEASE_MS", toml_key: "rate_limit_lease_ms", default: "1000", meaning: "How long a server may use per-minute slots it reserved in Redis for a busy premium or enterprise tenant (at most 1/25 of the minute quota per lease, about a second of its traffic), instead of one Redis call per request; unused slots are given back. 0 to 10000; 0 makes every request ask Redis." },
     SettingDoc { env: "POSTURE_USAGE_FLUSH_INTERVAL_MS", toml_key: "usage_flush_interval_ms", default: "2000", meaning: "How often each server adds the requests it admitted to PostgreSQL (the durable day and month usage); at most 10000." },
     SettingDoc { env: "POSTURE_TRUST_FORWARDED_FOR", toml_key: "trust_forwarded_for", default: "false", meaning: "Take the client address from the last `X-Forwarded-For` entry (only behind a proxy that appends it)." },
     SettingDoc { env: "POSTURE_WEBHOOK_ALLOW_HTTP", toml_key: "webhook_allow_http", default: "false", meaning: "Accept plain `http://` webhook URLs (tests, on-premise receivers); otherwise https only." },
@@ -446,6 +449,11 @@ impl Config {
             &env,
             "POSTURE_REDIS_COMMAND_TIMEOUT_MS",
             &mut self.redis_command_timeout_ms,
+        )?;
+        set(
+            &env,
+            "POSTURE_REDIS_MAX_IN_FLIGHT",
+            &mut self.redis_max_in_flight,
         )?;
         set(
             &env,
@@ -640,6 +648,9 @@ impl Config {
         if self.rate_limit_lease_ms > 10_000 {
             bail!("rate_limit_lease_ms must be at most 10000: leased slots are reserved for that long");
         }
+        if !(1..=10_000).contains(&self.redis_max_in_flight) {
+            bail!("redis_max_in_flight must be between 1 and 10000");
+        }
         if !(1..=60_000).contains(&self.ip_rate_limit_per_minute) {
             bail!("ip_rate_limit_per_minute must be between 1 and 60000");
         }
@@ -703,6 +714,7 @@ impl Config {
             connect_timeout: Duration::from_millis(self.redis_connect_timeout_ms.max(1)),
             command_timeout: Duration::from_millis(self.redis_command_timeout_ms.max(1)),
             health_interval: Duration::from_millis(self.redis_health_interval_ms.max(10)),
+            max_in_flight: self.redis_max_in_flight,
             breaker: BreakerSettings {
                 window: self.breaker_window,
                 minimum_calls: self.breaker_minimum_calls,

@@ -221,6 +221,19 @@ impl CircuitBreaker {
         }
     }
 
+    /// Returns a permit whose call was never made (shed before it was sent):
+    /// no outcome is recorded, and a half-open probe's turn goes to the
+    /// next call.
+    pub fn release(&self, permit: Permit) {
+        let mut inner = self.lock();
+        if permit.probe
+            && permit.generation == inner.generation
+            && inner.state == BreakerState::HalfOpen
+        {
+            inner.probes_admitted = inner.probes_admitted.saturating_sub(1);
+        }
+    }
+
     /// Holds the breaker open (`Some(true)`), closed (`Some(false)`), or
     /// releases it to closed with a fresh window (`None`).
     pub fn force(&self, forced: Option<bool>) {

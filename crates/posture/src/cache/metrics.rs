@@ -113,6 +113,11 @@ pub fn render(out: &mut String, redis: &Redis, views: &ViewCache) {
             load(&redis.metrics().bypassed),
         ),
         (
+            "posture_redis_shed_total",
+            "Redis calls given up before they were sent (too many in flight until their deadline); not counted against Redis by the breaker.",
+            load(&redis.metrics().shed),
+        ),
+        (
             "posture_redis_breaker_transitions_total",
             "Circuit breaker state changes.",
             redis.breaker_transitions(),

@@ -7,6 +7,17 @@
 //! ready) with Redis down. A health loop PINGs on an interval through the
 //! breaker, so a dead Redis is noticed without traffic and a recovered one is
 //! probed while the breaker is half-open.
+//!
+//! At most `max_in_flight` commands are sent at once; the others wait their
+//! turn here, within the same deadline. Only a command that was sent counts
+//! for the breaker, timed from when it was sent: a burst of this server's own
+//! (a restart with a thousand tenants' caches cold, or cores saturated by
+//! requests) queues here instead of making Redis look slow, which had opened
+//! the breaker — and sent every decision to the fallbacks — on a healthy
+//! Redis. A command that cannot be sent before its deadline is shed
+//! ([`RedisError::Busy`]): the caller falls back, the breaker learns nothing;
+//! so does one that times out after waiting so long for its turn that it was
+//! sent with less time left than a slow call takes.
 
 use super::breaker::{BreakerSettings, BreakerState, CircuitBreaker, Outcome};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -28,6 +39,8 @@ pub struct RedisSettings {
     pub command_timeout: Duration,
     /// How often the health loop PINGs.
     pub health_interval: Duration,
+    /// Most commands sent and not yet answered at once.
+    pub max_in_flight: usize,
     pub breaker: BreakerSettings,
 }
 
@@ -38,6 +51,8 @@ pub enum RedisError {
     Disabled,
     #[error("redis circuit breaker is open")]
     Bypassed,
+    #[error("too many redis commands in flight to send this one in time")]
+    Busy,
     #[error("redis command timed out")]
     Timeout,
     #[error("redis: {0}")]
@@ -53,6 +68,9 @@ pub struct RedisMetrics {
     pub failures: AtomicU64,
     /// Calls not made because the breaker was open.
     pub bypassed: AtomicU64,
+    /// Calls given up before they were sent: too many in flight until their
+    /// deadline.
+    pub shed: AtomicU64,
     /// Summed latency of sent commands, microseconds.
     pub latency_micros: AtomicU64,
 }
@@ -67,6 +85,11 @@ struct Inner {
     breaker: CircuitBreaker,
     command_timeout: Duration,
     health_interval: Duration,
+    /// One permit per command in flight.
+    in_flight: tokio::sync::Semaphore,
+    /// The breaker's slow-call mark: a call given less time than this when
+    /// it was sent, and timed out, is not held against Redis.
+    slow_call: Duration,
     metrics: RedisMetrics,
 }
 
@@ -100,6 +123,8 @@ impl Redis {
                 breaker: CircuitBreaker::new(settings.breaker.clone()),
                 command_timeout: settings.command_timeout,
                 health_interval: settings.health_interval,
+                in_flight: tokio::sync::Semaphore::new(settings.max_in_flight.max(1)),
+                slow_call: settings.breaker.slow_call,
                 metrics: RedisMetrics::default(),
             }),
         })
@@ -112,6 +137,7 @@ impl Redis {
             connect_timeout: Duration::from_millis(50),
             command_timeout: Duration::from_millis(50),
             health_interval: Duration::from_secs(1),
+            max_in_flight: 1,
             breaker: BreakerSettings::default(),
         })
         .expect("a handle without a URL cannot fail")
@@ -173,11 +199,23 @@ impl Redis {
             return Err(RedisError::Bypassed);
         };
         let metrics = &self.inner.metrics;
+        let deadline = tokio::time::Instant::now() + self.inner.command_timeout;
+        // Waiting for a turn is this server's backlog, not Redis's latency.
+        let Ok(Ok(_sending)) =
+            tokio::time::timeout_at(deadline, self.inner.in_flight.acquire()).await
+        else {
+            metrics.shed.fetch_add(1, Ordering::Relaxed);
+            self.inner.breaker.release(permit);
+            return Err(RedisError::Busy);
+        };
         metrics.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
+        // What is left of the deadline once sent: a call that waited long for
+        // its turn and then ran out of time proves nothing about Redis.
+        let budget = deadline.saturating_duration_since(tokio::time::Instant::now());
         let mut connection = manager.clone();
-        let result = match tokio::time::timeout(
-            self.inner.command_timeout,
+        let result = match tokio::time::timeout_at(
+            deadline,
             command.query_async::<T>(&mut connection),
         )
         .await
@@ -191,6 +229,13 @@ impl Redis {
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+        if matches!(result, Err(RedisError::Timeout)) && budget < self.inner.slow_call {
+            // Cut short by the wait for its turn before it had as long as a
+            // slow call takes: no outcome for the breaker.
+            metrics.shed.fetch_add(1, Ordering::Relaxed);
+            self.inner.breaker.release(permit);
+            return result;
+        }
         let outcome = match &result {
             // An error reply (e.g. NOSCRIPT) is Redis answering: healthy.
             Ok(_) => Outcome::Success,

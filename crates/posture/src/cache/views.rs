@@ -23,7 +23,7 @@ use axum::body::Bytes;
 use axum::http::HeaderValue;
 use posture_domain::TenantId;
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -183,6 +183,8 @@ pub struct ViewCache {
     versions: moka::sync::Cache<TenantId, TenantVersions>,
     /// Keys being refreshed early, so one hot key gets one refresh.
     refreshing: moka::sync::Cache<String, ()>,
+    /// Tenants whose versions are being read in the background.
+    reading_versions: Mutex<HashSet<TenantId>>,
     /// Tenant → how many times this process invalidated its views. Part of
     /// every L1 key, so a load that started before an invalidation fills a
     /// key nobody asks for any more, even while Redis is down and the version
@@ -217,6 +219,7 @@ impl ViewCache {
                 .build(),
             settings,
             redis,
+            reading_versions: Mutex::default(),
             local_bumps: Mutex::default(),
             metrics: Default::default(),
         }
@@ -241,14 +244,58 @@ impl ViewCache {
     /// `version_ttl`, then read from Redis (the epoch and both generations in
     /// one MGET). Without Redis, the last known version (or `local` for a
     /// tenant never seen).
-    pub async fn version(&self, tenant: TenantId, generation: Generation) -> Arc<str> {
-        let bumps_before = self.local_bumps(tenant);
+    ///
+    /// A version past three quarters of its time is read again in the background (once
+    /// per tenant at a time) while it is still served, so a tenant in steady
+    /// use never waits for this round trip: on a machine whose cores Redis
+    /// shares with the server, one took milliseconds under load. The bound
+    /// is the same — no version is used longer than `version_ttl` after it
+    /// was read.
+    pub async fn version(self: &Arc<Self>, tenant: TenantId, generation: Generation) -> Arc<str> {
         let known = self.versions.get(&tenant);
         if let Some(versions) = &known {
-            if versions.read_at.elapsed() < self.settings.version_ttl {
+            let age = versions.read_at.elapsed();
+            if age < self.settings.version_ttl {
+                if age >= self.settings.version_ttl * 3 / 4 {
+                    self.read_versions_ahead(tenant);
+                }
                 return versions.of(generation);
             }
         }
+        match self.read_versions(tenant).await {
+            Some(versions) => versions.of(generation),
+            // Keep serving what we know; L1 entries expire by their TTL.
+            None => known.map_or_else(|| Arc::from("local"), |versions| versions.of(generation)),
+        }
+    }
+
+    /// Reads the tenant's versions in the background, unless a read of them
+    /// is already under way.
+    fn read_versions_ahead(self: &Arc<Self>, tenant: TenantId) {
+        let claimed = self
+            .reading_versions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(tenant);
+        if !claimed {
+            return;
+        }
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let _ = cache.read_versions(tenant).await;
+            cache
+                .reading_versions
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .remove(&tenant);
+        });
+    }
+
+    /// Reads the tenant's versions from Redis and trusts them from now on,
+    /// unless an invalidation overlapped the read; `None` if Redis did not
+    /// answer.
+    async fn read_versions(&self, tenant: TenantId) -> Option<TenantVersions> {
+        let bumps_before = self.local_bumps(tenant);
         // An owed epoch bump goes first, so the version read below is after it.
         self.redis.pay_epoch_debt().await;
         let mut command = redis::cmd("MGET");
@@ -256,28 +303,23 @@ impl ViewCache {
             .arg(EPOCH_KEY)
             .arg(Generation::Posture.key(tenant))
             .arg(Generation::Account.key(tenant));
-        match self
+        let (epoch, posture, account) = self
             .redis
             .query::<(Option<u64>, Option<u64>, Option<u64>)>(&command)
             .await
-        {
-            Ok((epoch, posture, account)) => {
-                let epoch = epoch.unwrap_or(0);
-                let versions = TenantVersions {
-                    posture: format!("e{epoch}g{}", posture.unwrap_or(0)).into(),
-                    account: format!("e{epoch}a{}", account.unwrap_or(0)).into(),
-                    read_at: Instant::now(),
-                };
-                // A read that overlapped an invalidation may hold the version
-                // from before it: use it for this request, trust it for none.
-                if self.local_bumps(tenant) == bumps_before {
-                    self.versions.insert(tenant, versions.clone());
-                }
-                versions.of(generation)
-            }
-            // Keep serving what we know; L1 entries expire by their TTL.
-            Err(_) => known.map_or_else(|| Arc::from("local"), |versions| versions.of(generation)),
+            .ok()?;
+        let epoch = epoch.unwrap_or(0);
+        let versions = TenantVersions {
+            posture: format!("e{epoch}g{}", posture.unwrap_or(0)).into(),
+            account: format!("e{epoch}a{}", account.unwrap_or(0)).into(),
+            read_at: Instant::now(),
+        };
+        // A read that overlapped an invalidation may hold the version from
+        // before it: use it for this request, trust it for none.
+        if self.local_bumps(tenant) == bumps_before {
+            self.versions.insert(tenant, versions.clone());
         }
+        Some(versions)
     }
 
     /// Marks every cached view of the tenant under `generation` stale: one
@@ -348,7 +390,7 @@ impl ViewCache {
     /// Replaces the view `name` of `tenant` in L1 and L2 with `body` (a caller
     /// that found the cached one unusable and loaded it afresh).
     pub async fn replace(
-        &self,
+        self: &Arc<Self>,
         tenant: TenantId,
         generation: Generation,
         name: &str,
@@ -364,7 +406,12 @@ impl ViewCache {
     }
 
     /// Where the view `name` of `tenant` lives now.
-    async fn slot(&self, tenant: TenantId, generation: Generation, name: &str) -> Arc<Slot> {
+    async fn slot(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        generation: Generation,
+        name: &str,
+    ) -> Arc<Slot> {
         let bumps = self.local_bumps(tenant);
         let version = self.version(tenant, generation).await;
         // One string: the L2 key is made from it only on an L1 miss.

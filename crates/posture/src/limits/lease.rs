@@ -7,7 +7,7 @@
 //! when a tenant's own traffic on it shows it will use them:
 //!
 //! - **Leases.** A tenant sending `r` requests a second here asks for about
-//!   `r × hold` slots (at most 1/50 of its minute quota; free and basic
+//!   `r × hold` slots (at most 1/25 of its minute quota; free and basic
 //!   tenants, whose quota is too small to share, always ask for one). The
 //!   slots are counted in Redis when granted and dated at the lease's end
 //!   (see [`super::window`]), so the limits are never exceeded; each request
@@ -15,7 +15,16 @@
 //!   not use by its end is given back — with the next call, or by
 //!   [`Leases::take_give_backs`] — so the day and month count only requests
 //!   that were served (a server that dies gives back nothing: its unused
-//!   slots stay counted, at most 1/50 of the minute quota each).
+//!   slots stay counted, at most 1/25 of the minute quota each).
+//! - **Refills.** Once half a lease is used, the request that finds it so
+//!   also starts, in the background, the call for the next one
+//!   ([`Admission::Leased`]'s `refill`); it waits, unused, until the current
+//!   lease is used up or over. So a busy tenant's requests do not wait for
+//!   Redis at all: on a machine whose cores Redis shares with the server, a
+//!   round trip under load took milliseconds. A refill is held for twice a
+//!   lease's time (it waits while the current lease is used), and its slots
+//!   are dated at its own end, which is after every request that uses them,
+//!   so the minute's bound holds as for any lease.
 //! - **Refusals.** A request Redis refuses is not counted, and nothing but
 //!   time frees a slot, so the refusal holds until the window frees one — or
 //!   another server gives a lease back. This server therefore answers the
@@ -36,16 +45,28 @@ use std::sync::Mutex;
 /// late this server notices a lease another server gave back).
 pub const REFUSAL_MEMORY_MS: i64 = 1_000;
 
-/// A lease is at most this share of the minute quota (1/50: 20 of an
-/// enterprise tenant's 1,000, 2 of premium's 120, none of basic's 60).
-const LEASE_SHARE_OF_QUOTA: u64 = 50;
+/// A lease is at most this share of the minute quota (1/25: 40 of an
+/// enterprise tenant's 1,000, 4 of premium's 120; basic and free lease
+/// nothing, see [`MIN_LEASE`]). The larger, the fewer script calls a busy tenant costs Redis
+/// (the script runs about 90 µs for a lease); the smaller, the less a
+/// crashed server's unused reservation takes from a minute.
+const LEASE_SHARE_OF_QUOTA: u64 = 25;
+
+/// The smallest lease worth its bookkeeping; tiers whose share is smaller
+/// (basic, free) ask for one slot per request.
+const MIN_LEASE: u64 = 4;
 
 /// What the limiter should do with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
     /// Admitted from a lease; the counts to report (the lease's, with the
-    /// slots not used yet taken off the day and month).
-    Leased(Counts),
+    /// slots not used yet taken off the day and month). With `refill`, the
+    /// caller asks Redis for the next lease in the background and reports
+    /// the answer ([`Leases::refilled`], or [`Leases::refill_failed`]).
+    Leased {
+        counts: Counts,
+        refill: Option<Refill>,
+    },
     /// Refused again, as Redis refused it less than a second ago.
     StillRefused(PolicyName, Counts),
     /// Ask Redis for `want` slots dated `hold_ms` ahead, giving back
@@ -55,6 +76,17 @@ pub enum Admission {
         hold_ms: i64,
         give_back: Option<GiveBack>,
     },
+}
+
+/// The call for a tenant's next lease, made off the request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refill {
+    /// Slots to ask for, dated `hold_ms` ahead; none of them is for the
+    /// request that started the refill.
+    pub want: u64,
+    pub hold_ms: i64,
+    /// An ended lease's unused slots, given back in the same call.
+    pub give_back: Option<GiveBack>,
 }
 
 /// A lease being used.
@@ -87,6 +119,10 @@ impl Lease {
 struct TenantSlots {
     tier: Tier,
     lease: Option<Lease>,
+    /// The refill: the lease to use when `lease` is used up or over.
+    next: Option<Lease>,
+    /// A refill call is under way.
+    refilling: bool,
     /// Unused slots of ended leases, given back with the next call.
     give_backs: Vec<GiveBack>,
     refused: Option<(PolicyName, Counts, DateTime<Utc>)>,
@@ -101,6 +137,8 @@ impl TenantSlots {
         TenantSlots {
             tier,
             lease: None,
+            next: None,
+            refilling: false,
             give_backs: Vec::new(),
             refused: None,
             second: 0,
@@ -129,20 +167,44 @@ impl TenantSlots {
     }
 
     /// Ends the lease if it is over (used up or past its end), keeping what
-    /// it did not use for giving back.
+    /// it did not use for giving back, and moves the refill, if it is not
+    /// over itself, into its place.
     fn end_lease_if_over(&mut self, now: DateTime<Utc>) {
-        if let Some(lease) = &self.lease {
-            if lease.used >= lease.granted || now >= lease.ends_at {
-                if let Some(unused) = lease.unused() {
-                    self.give_backs.push(unused);
-                }
-                self.lease = None;
+        let over = |lease: &Lease| lease.used >= lease.granted || now >= lease.ends_at;
+        if self.lease.as_ref().is_some_and(over) {
+            if let Some(unused) = self.lease.take().and_then(|lease| lease.unused()) {
+                self.give_backs.push(unused);
             }
         }
+        if self.next.as_ref().is_some_and(over) {
+            if let Some(unused) = self.next.take().and_then(|lease| lease.unused()) {
+                self.give_backs.push(unused);
+            }
+        }
+        if self.lease.is_none() {
+            self.lease = self.next.take();
+        }
+    }
+
+    /// The refill to start now, if any: half the lease is used, the tenant
+    /// is busy enough for more than one slot, and none is held or coming.
+    fn refill_due(&mut self, want: u64, hold_ms: i64) -> Option<Refill> {
+        let lease = self.lease.as_ref()?;
+        if self.refilling || self.next.is_some() || want < 2 || lease.used * 2 < lease.granted {
+            return None;
+        }
+        self.refilling = true;
+        Some(Refill {
+            want,
+            hold_ms,
+            give_back: self.give_backs.pop(),
+        })
     }
 
     fn is_idle(&self, now: DateTime<Utc>) -> bool {
         self.lease.is_none()
+            && self.next.is_none()
+            && !self.refilling
             && self.give_backs.is_empty()
             && self.refused.is_none_or(|(_, _, until)| now >= until)
             && now.timestamp() > self.second + 1
@@ -173,7 +235,8 @@ impl Leases {
             .entry(tenant)
             .or_insert_with(|| TenantSlots::new(tier));
         if slots.tier != tier {
-            // A new tier: earlier leases and refusals were under other quotas.
+            // A new tier: earlier leases and refusals were under other quotas
+            // (a refill under way is given back when it arrives).
             slots.end_lease_if_over(DateTime::<Utc>::MAX_UTC);
             slots.refused = None;
             slots.tier = tier;
@@ -186,24 +249,88 @@ impl Leases {
             slots.refused = None;
         }
         slots.end_lease_if_over(now);
+        // A tier whose share would be a slot or two does not lease at all.
+        let most = Some(u64::from(tier.limits().per_minute) / LEASE_SHARE_OF_QUOTA)
+            .filter(|most| *most >= MIN_LEASE)
+            .unwrap_or(1);
+        let hold_ms = self.hold.num_milliseconds();
+        let expected = slots.rate().saturating_mul(hold_ms.unsigned_abs()) / 1_000;
+        let want = expected.min(most).max(1);
         if let Some(lease) = &mut slots.lease {
             lease.used += 1;
             let unused = lease.granted - lease.used;
             let mut counts = lease.counts;
             counts.day = counts.day.saturating_sub(unused);
             counts.month = counts.month.saturating_sub(unused);
-            return Admission::Leased(counts);
+            // A refill waits, unused, until this lease is over, so its slots
+            // are held (and dated) twice as long: used up at the same rate,
+            // it is not over before it is used.
+            let refill = slots.refill_due(want, hold_ms.saturating_mul(2));
+            return Admission::Leased { counts, refill };
         }
-        let most = u64::from(tier.limits().per_minute) / LEASE_SHARE_OF_QUOTA;
-        let hold_ms = self.hold.num_milliseconds();
-        let expected = slots.rate().saturating_mul(hold_ms.unsigned_abs()) / 1_000;
-        let want = expected.min(most).max(1);
         Admission::Ask {
             want,
             // A single slot is dated now: a tenant without a lease is counted
             // exactly as without leases at all.
             hold_ms: if want > 1 { hold_ms } else { 0 },
             give_back: slots.give_backs.pop(),
+        }
+    }
+
+    /// Records the refill Redis granted (`granted` slots named
+    /// `<prefix>:<i>`, asked for at `now` with `hold_ms`): the lease the
+    /// tenant's requests use once the current one is used up or over.
+    #[allow(clippy::too_many_arguments)]
+    pub fn refilled(
+        &self,
+        tenant: TenantId,
+        tier: Tier,
+        now: DateTime<Utc>,
+        hold_ms: i64,
+        granted: u64,
+        prefix: String,
+        counts: Counts,
+        (day_key, month_key): (&str, &str),
+    ) {
+        let lease = Lease {
+            prefix,
+            granted,
+            used: 0,
+            ends_at: (now + Duration::milliseconds(hold_ms)).min(Periods::at(now).day_ends),
+            counts,
+            day_key: day_key.to_owned(),
+            month_key: month_key.to_owned(),
+        };
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(slots) = tenants.get_mut(&tenant) else {
+            // Forgotten meanwhile (idle, or the map was pruned): nothing will
+            // use it, so it goes back with the next upkeep round.
+            let slots = tenants
+                .entry(tenant)
+                .or_insert_with(|| TenantSlots::new(tier));
+            slots.give_backs.extend(lease.unused());
+            return;
+        };
+        slots.refilling = false;
+        if slots.tier != tier || granted == 0 {
+            slots.give_backs.extend(lease.unused());
+            return;
+        }
+        if slots.lease.is_none() {
+            slots.lease = Some(lease);
+        } else if let Some(unused) = slots.next.replace(lease).and_then(|old| old.unused()) {
+            slots.give_backs.push(unused);
+        }
+    }
+
+    /// A refill Redis refused or did not answer: the tenant's requests ask
+    /// again themselves once the current lease is over. What it was to give
+    /// back is kept for the next call.
+    pub fn refill_failed(&self, tenant: TenantId, give_back: Option<GiveBack>) {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slots) = tenants.get_mut(&tenant) {
+            slots.refilling = false;
+            slots.give_backs.extend(give_back);
         }
     }
 
@@ -302,11 +429,12 @@ impl Leases {
         let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
         tenants.retain(|tenant, slots| {
-            slots.end_lease_if_over(if everything {
+            let until = if everything {
                 DateTime::<Utc>::MAX_UTC
             } else {
                 now
-            });
+            };
+            slots.end_lease_if_over(until);
             out.extend(slots.give_backs.drain(..).map(|give| (*tenant, give)));
             !slots.is_idle(now)
         });
@@ -358,8 +486,8 @@ mod tests {
     fn a_busy_tenant_leases_slots_uses_them_and_gives_back_the_rest() {
         let leases = Leases::new(Duration::seconds(1));
         let tenant = TenantId::new_random();
-        // 30 requests in one second: the next second asks for 20 (the cap).
-        for i in 0..30 {
+        // 60 requests in one second: the next second asks for 40 (the cap).
+        for i in 0..60 {
             let _ = leases.admit(tenant, Tier::Enterprise, at(i));
         }
         let Admission::Ask { want, hold_ms, .. } =
@@ -367,7 +495,7 @@ mod tests {
         else {
             panic!("expected to ask Redis");
         };
-        assert_eq!((want, hold_ms), (20, 1_000));
+        assert_eq!((want, hold_ms), (40, 1_000));
         leases.granted(
             tenant,
             Tier::Enterprise,
@@ -380,7 +508,9 @@ mod tests {
         );
         // 4 more requests come from the lease: 15 slots stay unused.
         for used in 2..=5u64 {
-            let Admission::Leased(seen) = leases.admit(tenant, Tier::Enterprise, at(1_100)) else {
+            let Admission::Leased { counts: seen, .. } =
+                leases.admit(tenant, Tier::Enterprise, at(1_100))
+            else {
                 panic!("expected the lease to admit");
             };
             assert_eq!(seen.minute, 20, "the whole lease counts in the minute");
@@ -393,6 +523,125 @@ mod tests {
         };
         let give_back = give_back.expect("the unused slots are given back");
         assert_eq!((give_back.first, give_back.count), (5, 15));
+    }
+
+    /// Leases `granted` slots to a tenant that sent 30 requests in the last
+    /// second (so it wants 30), at `at(1_000)`.
+    fn leased(leases: &Leases, tenant: TenantId, granted: u64) {
+        for i in 0..30 {
+            let _ = leases.admit(tenant, Tier::Enterprise, at(i));
+        }
+        let Admission::Ask { hold_ms, .. } = leases.admit(tenant, Tier::Enterprise, at(1_000))
+        else {
+            panic!("expected to ask Redis");
+        };
+        leases.granted(
+            tenant,
+            Tier::Enterprise,
+            at(1_000),
+            hold_ms,
+            granted,
+            "first".into(),
+            counts(granted),
+            keys(),
+        );
+    }
+
+    #[test]
+    fn half_a_lease_used_starts_one_refill_and_the_refill_takes_over_without_asking() {
+        let leases = Leases::new(Duration::seconds(1));
+        let tenant = TenantId::new_random();
+        leased(&leases, tenant, 10);
+        let mut refills = Vec::new();
+        // Slots 2 to 10 of the first lease.
+        for _ in 2..=10 {
+            let Admission::Leased { refill, .. } =
+                leases.admit(tenant, Tier::Enterprise, at(1_100))
+            else {
+                panic!("expected the lease to admit");
+            };
+            refills.extend(refill);
+        }
+        assert_eq!(refills.len(), 1, "one refill under way at a time");
+        assert_eq!((refills[0].want, refills[0].hold_ms), (30, 2_000));
+        leases.refilled(
+            tenant,
+            Tier::Enterprise,
+            at(1_100),
+            1_000,
+            20,
+            "refill".into(),
+            counts(30),
+            keys(),
+        );
+        // The first lease is used up: the refill admits, no call to Redis.
+        for _ in 0..20 {
+            assert!(matches!(
+                leases.admit(tenant, Tier::Enterprise, at(1_200)),
+                Admission::Leased { .. }
+            ));
+        }
+        assert!(matches!(
+            leases.admit(tenant, Tier::Enterprise, at(1_200)),
+            Admission::Ask { .. }
+        ));
+    }
+
+    #[test]
+    fn a_refill_that_is_not_used_is_given_back_whole() {
+        let leases = Leases::new(Duration::seconds(1));
+        let tenant = TenantId::new_random();
+        leased(&leases, tenant, 4);
+        // Three of its four slots used (the first by the request that asked).
+        for _ in 0..2 {
+            let _ = leases.admit(tenant, Tier::Enterprise, at(1_100));
+        }
+        leases.refilled(
+            tenant,
+            Tier::Enterprise,
+            at(1_100),
+            1_000,
+            20,
+            "refill".into(),
+            counts(24),
+            keys(),
+        );
+        // The tenant goes quiet: both leases end; the refill's 20 slots and
+        // the first lease's unused one go back.
+        let mut given: Vec<(String, u64, u64)> = leases
+            .take_give_backs(at(2_200), false)
+            .into_iter()
+            .map(|(_, give)| (give.prefix, give.first, give.count))
+            .collect();
+        given.sort();
+        assert_eq!(
+            given,
+            vec![("first".into(), 3, 1), ("refill".into(), 0, 20)]
+        );
+    }
+
+    #[test]
+    fn a_refill_granted_under_an_old_tier_is_given_back() {
+        let leases = Leases::new(Duration::seconds(1));
+        let tenant = TenantId::new_random();
+        leased(&leases, tenant, 4);
+        let _ = leases.admit(tenant, Tier::Enterprise, at(1_100));
+        // Downgraded while the refill was asked for.
+        let _ = leases.admit(tenant, Tier::Premium, at(1_150));
+        leases.refilled(
+            tenant,
+            Tier::Enterprise,
+            at(1_100),
+            1_000,
+            20,
+            "refill".into(),
+            counts(24),
+            keys(),
+        );
+        let given = leases.take_give_backs(at(1_200), false);
+        assert!(given
+            .iter()
+            .any(|(_, give)| give.prefix == "refill" && give.count == 20));
     }
 
     #[test]

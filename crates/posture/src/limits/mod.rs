@@ -120,11 +120,18 @@ impl RateLimiter {
 
     /// Admits or refuses one API-key request of `tenant` on `tier`, counting
     /// it if admitted.
-    pub async fn check_tenant(&self, tenant: TenantId, tier: Tier) -> (Decision, Source) {
+    pub async fn check_tenant(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        tier: Tier,
+    ) -> (Decision, Source) {
         let now = self.clock.now();
         let (want, hold_ms, give_back) = match self.leases.admit(tenant, tier, now) {
-            Admission::Leased(counts) => {
+            Admission::Leased { counts, refill } => {
                 self.metrics.leased.fetch_add(1, Ordering::Relaxed);
+                if let Some(refill) = refill {
+                    self.refill_in_background(tenant, tier, now, refill);
+                }
                 return self.decided(tenant, tier, None, &counts, now, Source::Redis);
             }
             Admission::StillRefused(policy, counts) => {
@@ -139,11 +146,7 @@ impl RateLimiter {
                 give_back,
             } => (want, hold_ms, give_back),
         };
-        let prefix = format!(
-            "{}:{}",
-            self.instance,
-            self.sequence.fetch_add(1, Ordering::Relaxed)
-        );
+        let prefix = self.next_prefix();
         let mut call = WindowCall::new(
             &window::tenant_tag(tenant),
             self.limits(tenant, tier, now),
@@ -212,6 +215,61 @@ impl RateLimiter {
             }
         };
         self.decided(tenant, tier, refused, &counts, now, source)
+    }
+
+    /// A member prefix no other call of any server uses.
+    fn next_prefix(&self) -> String {
+        format!(
+            "{}:{}",
+            self.instance,
+            self.sequence.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Asks Redis for the tenant's next lease off the request path
+    /// ([`lease`]'s refills). A refusal leaves the tenant's next requests to
+    /// ask (and be refused) themselves; the call's give-back is then done
+    /// (the script gives back first), unless Redis did not answer.
+    fn refill_in_background(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        tier: Tier,
+        now: chrono::DateTime<chrono::Utc>,
+        refill: lease::Refill,
+    ) {
+        let limiter = self.clone();
+        tokio::spawn(async move {
+            let prefix = limiter.next_prefix();
+            let mut call = WindowCall::new(
+                &window::tenant_tag(tenant),
+                limiter.limits(tenant, tier, now),
+                now,
+                &prefix,
+                Mode::Check,
+            )
+            .lease(refill.want, refill.hold_ms);
+            if let Some(unused) = &refill.give_back {
+                call = call.giving_back(unused);
+            }
+            match limiter.run(&call).await {
+                Ok(WindowReply {
+                    refused: None,
+                    counts,
+                    granted,
+                }) => limiter.leases.refilled(
+                    tenant,
+                    tier,
+                    now,
+                    refill.hold_ms,
+                    granted,
+                    prefix,
+                    counts,
+                    call.period_keys(),
+                ),
+                Ok(_) => limiter.leases.refill_failed(tenant, None),
+                Err(_) => limiter.leases.refill_failed(tenant, refill.give_back),
+            }
+        });
     }
 
     /// The decision from `counts`, counted in usage and metrics and shown
@@ -366,12 +424,12 @@ mod tests {
     #[tokio::test]
     async fn a_local_refusal_by_the_day_spends_nothing_of_the_minute() {
         let clock = Arc::new(ManualClock::new("2026-11-23T21:00:00Z".parse().unwrap()));
-        let limiter = RateLimiter::new(
+        let limiter = Arc::new(RateLimiter::new(
             Redis::disabled(),
             clock.clone(),
             60,
             std::time::Duration::from_secs(1),
-        );
+        ));
         let tenant = TenantId::new_random();
         let mut admitted = 0;
         while admitted < 1_000 {

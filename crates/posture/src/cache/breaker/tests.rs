@@ -149,3 +149,27 @@ fn operators_can_force_it_open_or_closed() {
     breaker.force(None);
     assert_eq!(breaker.state(now), BreakerState::Closed);
 }
+
+#[test]
+fn a_released_permit_records_nothing_and_frees_its_probe_turn() {
+    let breaker = CircuitBreaker::new(settings());
+    let start = Instant::now();
+    // Released while closed: the window stays empty, however many.
+    for _ in 0..20 {
+        breaker.release(breaker.try_acquire(start).unwrap());
+    }
+    assert_eq!(breaker.state(start), BreakerState::Closed);
+    for _ in 0..4 {
+        call(&breaker, Outcome::Failure, start);
+    }
+    let later = start + Duration::from_secs(5);
+    let first = breaker.try_acquire(later).unwrap();
+    let second = breaker.try_acquire(later).unwrap();
+    assert!(breaker.try_acquire(later).is_none());
+    // A probe that was never sent gives its turn to another call.
+    breaker.release(first);
+    let third = breaker.try_acquire(later).unwrap();
+    breaker.record(second, Outcome::Success, FAST, later);
+    breaker.record(third, Outcome::Success, FAST, later);
+    assert_eq!(breaker.state(later), BreakerState::Closed);
+}
