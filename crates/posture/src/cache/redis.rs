@@ -21,7 +21,7 @@
 
 use super::breaker::{BreakerSettings, BreakerState, CircuitBreaker, Outcome};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue};
+use redis::{Cmd, FromRedisValue, IntoConnectionInfo};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,7 +105,12 @@ impl Redis {
         let manager = match &settings.url {
             None => None,
             Some(url) => {
-                let client = redis::Client::open(url.as_str())?;
+                // TCP_NODELAY, as every Redis client wants and redis-rs does
+                // not set by default: with Nagle's algorithm a command written
+                // while another is unanswered waits for that answer's ACK.
+                let info = url.as_str().into_connection_info()?;
+                let tcp = info.tcp_settings().clone().set_nodelay(true);
+                let client = redis::Client::open(info.set_tcp_settings(tcp))?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(settings.connect_timeout))
                     .set_response_timeout(Some(settings.command_timeout))
