@@ -53,7 +53,8 @@ impl ReadBackoff {
 }
 
 /// Runs `$body` as an idempotent read in a transaction bound to `$tenant`
-/// (`$tx` names the transaction inside the body), committed, and retried as a
+/// (`$tx` names the transaction inside the body), ended without a round trip
+/// of its own ([`crate::store::TenantTx::end_read`]), and retried as a
 /// whole on transient errors with [`retry_read`]. `$body` is a block of async
 /// code evaluating to the read's value; `?` on `sqlx::Error` works inside it.
 ///
@@ -66,7 +67,7 @@ macro_rules! tenant_read {
         $crate::store::retry::retry_read(|| async {
             let mut $tx = $store.begin_tenant($tenant).await?;
             let value = $body;
-            $tx.commit().await?;
+            $tx.end_read();
             Ok(value)
         })
         .await

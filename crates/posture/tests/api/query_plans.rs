@@ -1,6 +1,8 @@
-//! The hot read statements keep a generic plan: PostgreSQL plans them once
-//! per connection, not on every execution (planning cost twice the
-//! execution of a findings page when it did, issue 8).
+//! The read path's statements, as PostgreSQL sees them (issue 8): the hot
+//! ones keep a generic plan (planned once per connection, not on every
+//! execution: planning cost twice the execution of a findings page when it
+//! did), and a read ends without a `COMMIT` round trip — yet never leaves its
+//! transaction, or its tenant, on the connection it gives back.
 
 use crate::support::TestApp;
 use posture::store::finding_queries::{self, FindingFilter};
@@ -63,4 +65,42 @@ async fn the_findings_page_is_planned_once_per_connection() {
         generic >= 2,
         "the page was planned for every execution: {generic} generic, {custom} custom plans"
     );
+}
+
+/// `tenant_read!` ends its transaction by a `ROLLBACK` sent with the pool's
+/// check of the connection it gives back: the next user of that connection
+/// (the only one in this pool) finds no transaction and no tenant bound.
+#[tokio::test]
+async fn a_read_gives_its_connection_back_with_no_transaction_or_tenant_left() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(Tier::Free).await;
+    let settings = PoolSettings {
+        max_connections: 1,
+        ..PoolSettings::for_command(&posture::config::Config::default())
+    };
+    let store = Store::connect_lazy(&app.database.app_url(), &settings).unwrap();
+    for _ in 0..3 {
+        let bound: Option<String> = posture::tenant_read!(store, tenant.id, |tx| {
+            sqlx::query_scalar("SELECT current_setting('app.tenant_id', true)")
+                .fetch_one(tx.conn())
+                .await?
+        })
+        .unwrap();
+        assert_eq!(bound, Some(tenant.id.to_string()), "bound inside the read");
+        let mut connection = store.pool().acquire().await.unwrap();
+        let setting: Option<String> =
+            sqlx::query_scalar("SELECT nullif(current_setting('app.tenant_id', true), '')")
+                .fetch_one(&mut *connection)
+                .await
+                .unwrap();
+        assert_eq!(setting, None, "the tenant outlived the read");
+        // SAVEPOINT works only inside a transaction block.
+        let savepoint = sqlx::raw_sql("SAVEPOINT probe")
+            .execute(&mut *connection)
+            .await;
+        assert!(
+            savepoint.is_err(),
+            "the read's transaction is still open on the connection"
+        );
+    }
 }
