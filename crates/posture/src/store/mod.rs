@@ -1,8 +1,8 @@
 //! PostgreSQL access. Tenant data is reachable only through a [`TenantTx`].
 //!
 //! [`Store::begin_tenant`] opens a transaction and binds it to one tenant with
-//! `set_config('app.tenant_id', $1, true)` — transaction-local, a bound parameter,
-//! never interpolated — and row-level security does the rest. Repository functions
+//! `set_config('app.tenant_id', …, true)` — transaction-local, sent in the same
+//! round trip as the `BEGIN` — and row-level security does the rest. Repository functions
 //! take `&mut TenantTx`, so a tenant query cannot run outside a tenant
 //! transaction. Cross-tenant operator work lives in [`operator`], which needs a
 //! pool connected as the schema owner.
@@ -174,12 +174,15 @@ impl Store {
     /// statement in it to that tenant's rows.
     #[tracing::instrument(level = "debug", skip(self))]
     pub async fn begin_tenant(&self, tenant_id: TenantId) -> Result<TenantTx, sqlx::Error> {
-        let mut tx = self.begin().await?;
-        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-            .bind(tenant_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        Ok(TenantTx { tx, tenant_id })
+        self.begin_bound("BEGIN", tenant_id).await
+    }
+
+    /// Like [`Store::begin_tenant`], but `READ ONLY`: for reads with no side
+    /// effects (the [`crate::tenant_read`] macro), which PostgreSQL then holds to
+    /// that.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn begin_tenant_read(&self, tenant_id: TenantId) -> Result<TenantTx, sqlx::Error> {
+        self.begin_bound("BEGIN READ ONLY", tenant_id).await
     }
 
     /// Like [`Store::begin_tenant`], but read-only and REPEATABLE READ: every
@@ -190,15 +193,32 @@ impl Store {
         &self,
         tenant_id: TenantId,
     ) -> Result<TenantTx, sqlx::Error> {
-        let mut tx = self.begin().await?;
-        // Must be the transaction's first statement.
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-            .bind(tenant_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        self.begin_bound(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            tenant_id,
+        )
+        .await
+    }
+
+    /// Sends `begin` and the tenant's `set_config` as one simple query: one round
+    /// trip where a `BEGIN` and a bound `set_config` took two (a findings page
+    /// was four). The tenant id is written into the statement, which is safe
+    /// because it is a [`TenantId`] — a parsed UUID, whose text is hex digits
+    /// and hyphens — never text from a request. sqlx checks that the
+    /// connection is in a transaction afterwards, and an error in either
+    /// statement fails the whole query (and rolls it back): a transaction
+    /// never starts without its tenant. Were the setting ever missing, the
+    /// policies would match no rows.
+    async fn begin_bound(
+        &self,
+        begin: &'static str,
+        tenant_id: TenantId,
+    ) -> Result<TenantTx, sqlx::Error> {
+        let statement = format!("{begin}; SELECT set_config('app.tenant_id', '{tenant_id}', true)");
+        let tx = {
+            let _waiting = WaitingGuard::enter(&self.waiting);
+            self.pool.begin_with(statement).await?
+        };
         Ok(TenantTx { tx, tenant_id })
     }
 

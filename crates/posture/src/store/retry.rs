@@ -52,7 +52,7 @@ impl ReadBackoff {
     }
 }
 
-/// Runs `$body` as an idempotent read in a transaction bound to `$tenant`
+/// Runs `$body` as an idempotent read in a read-only transaction bound to `$tenant`
 /// (`$tx` names the transaction inside the body), ended without a round trip
 /// of its own ([`crate::store::TenantTx::end_read`]), and retried as a
 /// whole on transient errors with [`retry_read`]. `$body` is a block of async
@@ -65,7 +65,7 @@ impl ReadBackoff {
 macro_rules! tenant_read {
     ($store:expr, $tenant:expr, |$tx:ident| $body:block) => {
         $crate::store::retry::retry_read(|| async {
-            let mut $tx = $store.begin_tenant($tenant).await?;
+            let mut $tx = $store.begin_tenant_read($tenant).await?;
             let value = $body;
             $tx.end_read();
             Ok(value)

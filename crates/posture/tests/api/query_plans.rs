@@ -1,13 +1,25 @@
 //! The read path's statements, as PostgreSQL sees them (issue 8): the hot
 //! ones keep a generic plan (planned once per connection, not on every
 //! execution: planning cost twice the execution of a findings page when it
-//! did), and a read ends without a `COMMIT` round trip — yet never leaves its
-//! transaction, or its tenant, on the connection it gives back.
+//! did), a tenant transaction begins in one round trip, and a read ends
+//! without a `COMMIT` round trip — yet never leaves its transaction, or its
+//! tenant, on the connection it gives back.
 
 use crate::support::TestApp;
 use posture::store::finding_queries::{self, FindingFilter};
 use posture::store::{PoolSettings, Store};
 use posture_domain::Tier;
+
+/// A pool of one connection as the application role: what a test asks of
+/// "the" connection it then sees again (prepared statements, plan counters
+/// and settings belong to a session).
+fn one_connection_store(app: &TestApp) -> Store {
+    let settings = PoolSettings {
+        max_connections: 1,
+        ..PoolSettings::for_command(&posture::config::Config::default())
+    };
+    Store::connect_lazy(&app.database.app_url(), &settings).unwrap()
+}
 
 /// A page of the findings list, run more than the five custom plans
 /// PostgreSQL tries first, is then executed with a generic plan. With the
@@ -39,13 +51,7 @@ async fn the_findings_page_is_planned_once_per_connection() {
         .await
         .unwrap();
 
-    // One connection as the application role: prepared statements and their
-    // plan counters belong to a session.
-    let settings = PoolSettings {
-        max_connections: 1,
-        ..PoolSettings::for_command(&posture::config::Config::default())
-    };
-    let store = Store::connect_lazy(&app.database.app_url(), &settings).unwrap();
+    let store = one_connection_store(&app);
     let mut tx = store.begin_tenant(tenant.id).await.unwrap();
     for _ in 0..8 {
         let page = finding_queries::list(&mut tx, &FindingFilter::default(), None, 51)
@@ -74,11 +80,7 @@ async fn the_findings_page_is_planned_once_per_connection() {
 async fn a_read_gives_its_connection_back_with_no_transaction_or_tenant_left() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant(Tier::Free).await;
-    let settings = PoolSettings {
-        max_connections: 1,
-        ..PoolSettings::for_command(&posture::config::Config::default())
-    };
-    let store = Store::connect_lazy(&app.database.app_url(), &settings).unwrap();
+    let store = one_connection_store(&app);
     for _ in 0..3 {
         let bound: Option<String> = posture::tenant_read!(store, tenant.id, |tx| {
             sqlx::query_scalar("SELECT current_setting('app.tenant_id', true)")
@@ -103,4 +105,61 @@ async fn a_read_gives_its_connection_back_with_no_transaction_or_tenant_left() {
             "the read's transaction is still open on the connection"
         );
     }
+}
+
+/// The `BEGIN` and the tenant's `set_config` go to PostgreSQL as one simple
+/// query: each kind of tenant transaction starts bound to its tenant and in
+/// the mode it names — a plain one may write, a read is `READ ONLY`, a
+/// snapshot is `REPEATABLE READ` too.
+#[tokio::test]
+async fn each_tenant_transaction_starts_bound_and_in_its_mode() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(Tier::Free).await;
+    let store = one_connection_store(&app);
+    let kinds = [
+        ("begin_tenant", "off", "read committed"),
+        ("begin_tenant_read", "on", "read committed"),
+        ("begin_tenant_snapshot", "on", "repeatable read"),
+    ];
+    for (kind, read_only, isolation) in kinds {
+        let mut tx = match kind {
+            "begin_tenant" => store.begin_tenant(tenant.id).await,
+            "begin_tenant_read" => store.begin_tenant_read(tenant.id).await,
+            _ => store.begin_tenant_snapshot(tenant.id).await,
+        }
+        .unwrap();
+        let (bound, read_only_now, isolation_now): (Option<String>, String, String) =
+            sqlx::query_as(
+                "SELECT current_setting('app.tenant_id', true),
+                        current_setting('transaction_read_only'),
+                        current_setting('transaction_isolation')",
+            )
+            .fetch_one(tx.conn())
+            .await
+            .unwrap();
+        assert_eq!(
+            bound,
+            Some(tenant.id.to_string()),
+            "{kind}: tenant not bound"
+        );
+        assert_eq!(read_only_now, read_only, "{kind}: transaction_read_only");
+        assert_eq!(isolation_now, isolation, "{kind}: transaction_isolation");
+        let write = sqlx::query(
+            "INSERT INTO assets (tenant_id, id, kind, name, criticality)
+             VALUES (current_setting('app.tenant_id')::uuid, gen_random_uuid(), 'repository',
+                     'github.com/acme/' || $1, 'low')",
+        )
+        .bind(kind)
+        .execute(tx.conn())
+        .await;
+        assert_eq!(write.is_ok(), read_only == "off", "{kind}: write {write:?}");
+        tx.commit().await.unwrap();
+    }
+    let written: i64 = posture::tenant_read!(store, tenant.id, |tx| {
+        sqlx::query_scalar("SELECT count(*) FROM assets")
+            .fetch_one(tx.conn())
+            .await?
+    })
+    .unwrap();
+    assert_eq!(written, 1, "only the plain transaction wrote");
 }
