@@ -2,7 +2,7 @@
 #
 # The load harness (issue 8), one command:
 #
-#   bash bench/run.sh [--tenants 1000] [--seconds 15] [--warm-up 3] [--connections 64] [--threads 2]
+#   bash bench/run.sh [--tenants 1000] [--seconds 10] [--warm-up 2] [--connections 64] [--threads 2]
 #                     [--findings 1700] [--big-tenants 3] [--big-findings 100000] [--other-tenants 30]
 #                     [--spike-scans 1000] [--spike-tenants 50] [--spike-findings 100]
 #                     [--spike-read-rate 1000] [--spike-concurrency 64]
