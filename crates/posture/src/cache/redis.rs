@@ -59,6 +59,19 @@ pub enum RedisError {
     Command(#[from] redis::RedisError),
 }
 
+impl RedisError {
+    /// Whether Redis may have carried the command out although no reply came:
+    /// it was sent, and then timed out or lost its connection. (A command
+    /// never sent, or one Redis answered with an error, had no effect.)
+    pub fn may_have_run(&self) -> bool {
+        match self {
+            RedisError::Timeout => true,
+            RedisError::Command(error) => !matches!(error.kind(), redis::ErrorKind::Server(_)),
+            RedisError::Disabled | RedisError::Bypassed | RedisError::Busy => false,
+        }
+    }
+}
+
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct RedisMetrics {
@@ -249,8 +262,9 @@ impl Redis {
             {
                 Outcome::Success
             }
-            Err(_) => {
+            Err(error) => {
                 metrics.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%error, ?elapsed, ?budget, "redis call failed");
                 Outcome::Failure
             }
         };

@@ -56,6 +56,9 @@ const LEASE_SHARE_OF_QUOTA: u64 = 25;
 /// (basic, free) ask for one slot per request.
 const MIN_LEASE: u64 = 4;
 
+/// Give-backs of calls whose outcome is unknown kept per tenant, at most.
+const MAX_GIVE_BACKS: usize = 64;
+
 /// What the limiter should do with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
@@ -408,6 +411,25 @@ impl Leases {
         }
     }
 
+    /// A call for `tenant` on `tier` got no reply, but Redis may have run it
+    /// ([`super::window::WindowCall::everything_asked`]): what it asked for
+    /// is given back with the tenant's next call, or by the upkeep. Commands
+    /// share one connection, which Redis serves in order, so the give-back
+    /// comes after the call it undoes.
+    /// At most [`MAX_GIVE_BACKS`] are kept per tenant (a Redis that hangs
+    /// for long would otherwise grow the list; past a minute the oldest no
+    /// longer free anything in the window).
+    pub fn outcome_unknown(&self, tenant: TenantId, tier: Tier, asked: GiveBack) {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let give_backs = &mut tenants
+            .entry(tenant)
+            .or_insert_with(|| TenantSlots::new(tier))
+            .give_backs;
+        if give_backs.len() < MAX_GIVE_BACKS {
+            give_backs.push(asked);
+        }
+    }
+
     /// A request that asked for `give_back` could not reach Redis: keep it
     /// for the next call.
     pub fn give_back_failed(&self, tenant: TenantId, give_back: GiveBack) {
@@ -743,5 +765,34 @@ mod tests {
         assert_eq!(leases.tenants_known(), 1, "seen this second");
         assert!(leases.take_give_backs(at(3_000), false).is_empty());
         assert_eq!(leases.tenants_known(), 0);
+    }
+
+    /// Calls whose outcome is unknown are given back, all of them up to the
+    /// bound, and no more: a Redis hanging for long cannot grow the list.
+    #[test]
+    fn unknown_outcomes_are_given_back_up_to_a_bound() {
+        let leases = Leases::new(Duration::seconds(1));
+        let tenant = TenantId::new_random();
+        for call in 0..100 {
+            let asked = GiveBack {
+                prefix: format!("p{call}"),
+                first: 0,
+                count: 40,
+                day_key: "day".into(),
+                month_key: "month".into(),
+            };
+            leases.outcome_unknown(tenant, Tier::Free, asked);
+        }
+        let given = leases.take_give_backs(at(0), false);
+        assert_eq!(given.len(), MAX_GIVE_BACKS);
+        assert_eq!(
+            (
+                given[0].1.prefix.as_str(),
+                given[0].1.first,
+                given[0].1.count
+            ),
+            ("p0", 0, 40)
+        );
+        assert!(leases.take_give_backs(at(0), false).is_empty());
     }
 }

@@ -186,9 +186,13 @@ impl RateLimiter {
                 }
                 (refused, counts, Source::Redis)
             }
-            Err(_) => {
+            Err(error) => {
                 if let Some(unused) = give_back {
                     self.leases.give_back_failed(tenant, unused);
+                }
+                if error.may_have_run() {
+                    self.leases
+                        .outcome_unknown(tenant, tier, call.everything_asked());
                 }
                 self.metrics.local_decisions.fetch_add(1, Ordering::Relaxed);
                 let before = self.usage.local_estimate(tenant, now);
@@ -267,7 +271,14 @@ impl RateLimiter {
                     call.period_keys(),
                 ),
                 Ok(_) => limiter.leases.refill_failed(tenant, None),
-                Err(_) => limiter.leases.refill_failed(tenant, refill.give_back),
+                Err(error) => {
+                    limiter.leases.refill_failed(tenant, refill.give_back);
+                    if error.may_have_run() {
+                        limiter
+                            .leases
+                            .outcome_unknown(tenant, tier, call.everything_asked());
+                    }
+                }
             }
         });
     }

@@ -229,6 +229,21 @@ impl WindowCall {
         self
     }
 
+    /// Everything this call may have been granted, as a give-back: for a call
+    /// whose reply never came (timed out after it was sent), which Redis may
+    /// have carried out. Giving back slots that were never granted removes
+    /// nothing, so this is safe either way; without it such a lease's slots
+    /// stayed counted, unused, for a minute.
+    pub fn everything_asked(&self) -> GiveBack {
+        GiveBack {
+            prefix: self.args[9].clone(),
+            first: 0,
+            count: self.args[11].parse().unwrap_or(1),
+            day_key: self.keys[1].clone(),
+            month_key: self.keys[2].clone(),
+        }
+    }
+
     /// The day and month counters this call counts in.
     pub fn period_keys(&self) -> (&str, &str) {
         (&self.keys[1], &self.keys[2])

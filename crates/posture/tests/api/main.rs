@@ -20,6 +20,7 @@ mod idempotency;
 mod jobs;
 mod posture;
 mod query_plans;
+mod rate_limit_late_replies;
 mod rate_limits;
 mod real_reports;
 mod scans;

@@ -18,8 +18,8 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 /// A request's outcome: status, the headers a client reads, and the body.
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     headers: reqwest::header::HeaderMap,
     body: Value,
 }
@@ -34,7 +34,7 @@ impl Answer {
     }
 }
 
-async fn get(app: &TestApp, path: &str, key: &str) -> Answer {
+pub(crate) async fn get(app: &TestApp, path: &str, key: &str) -> Answer {
     let response = app.get(path, key).await;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
@@ -46,7 +46,7 @@ async fn get(app: &TestApp, path: &str, key: &str) -> Answer {
     }
 }
 
-fn at(text: &str) -> DateTime<Utc> {
+pub(crate) fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod database;
+pub mod late_reply_proxy;
 pub mod proxy;
 pub mod receiver;
 pub mod redis;
