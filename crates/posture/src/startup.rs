@@ -70,6 +70,7 @@ impl Application {
         if let Err(error) = limiter.usage().load_floors(&store, now, None).await {
             tracing::warn!(%error, "usage floors not loaded; counting from Redis alone until the next flush");
         }
+        let config_pool_max = config.db_pool_max;
         let state = AppState::new(AppParts {
             config: Arc::new(config),
             store,
@@ -79,6 +80,9 @@ impl Application {
             report_permits: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
             )),
+            submission_writes: Arc::new(tokio::sync::Semaphore::new(submission_write_slots(
+                config_pool_max,
+            ))),
             redis,
             views,
             limiter,
@@ -321,5 +325,25 @@ pub fn cancel_on_signals(token: CancellationToken) {
 pub async fn futures_join_all(handles: Vec<tokio::task::JoinHandle<()>>) {
     for handle in handles {
         let _ = handle.await;
+    }
+}
+
+/// How many scan submissions may hold a database connection at once: half
+/// the pool, so a burst of them leaves the other half to every other
+/// request.
+fn submission_write_slots(pool_max: u32) -> usize {
+    usize::try_from(pool_max / 2).unwrap_or(1).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::submission_write_slots;
+
+    #[test]
+    fn submissions_write_through_half_the_pool_and_never_none() {
+        assert_eq!(submission_write_slots(16), 8);
+        assert_eq!(submission_write_slots(5), 2);
+        assert_eq!(submission_write_slots(1), 1);
+        assert_eq!(submission_write_slots(0), 1);
     }
 }

@@ -49,6 +49,11 @@ pub struct AppParts {
     /// report and its findings in memory and a core busy, so bursts queue here
     /// rather than exhaust memory.
     pub report_permits: Arc<tokio::sync::Semaphore>,
+    /// Scan submissions writing to PostgreSQL at once (half the pool): a
+    /// scanner's burst of submissions waits here for its transaction rather
+    /// than in the pool's queue, where every read that needs the database
+    /// would wait behind it.
+    pub submission_writes: Arc<tokio::sync::Semaphore>,
     /// Redis behind its circuit breaker.
     pub redis: Redis,
     /// Cached tenant views (L1 → L2 → PostgreSQL).

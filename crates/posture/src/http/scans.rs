@@ -320,6 +320,11 @@ pub async fn submit(
         })?;
     drop(permit);
 
+    // A burst of submissions queues here, not for the pool (see
+    // `AppParts::submission_writes`), until the transaction is committed.
+    let _writing = state.submission_writes.acquire().await.map_err(|error| {
+        ApiError::Internal(anyhow::Error::new(error).context("submission write slots"))
+    })?;
     let mut tx = state.store.begin_tenant(context.tenant_id).await?;
     let asset: AssetRecord = match &submission.asset {
         AssetRef::Id(id) => assets::get(&mut tx, *id)
