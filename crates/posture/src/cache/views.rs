@@ -196,44 +196,6 @@ pub struct ViewCache {
     metrics: [ViewCacheMetrics; 2],
 }
 
-/// L1's expiry: each entry lives between 80 % and all of `l1_ttl`, drawn
-/// when it is stored. With one TTL for all, the views of many tenants loaded
-/// together (a cold start, a burst) expired together, every `l1_ttl`, and
-/// their reloads queued for Redis and the pool at once — in the harness, a
-/// stall of about 100 ms every five seconds for the cached read. The spread
-/// keeps them apart; no entry outlives `l1_ttl`, the staleness bound.
-struct JitteredTtl {
-    longest: Duration,
-}
-
-impl JitteredTtl {
-    fn draw(&self) -> Duration {
-        self.longest.mul_f64(0.8 + 0.2 * rand::random::<f64>())
-    }
-}
-
-impl moka::Expiry<String, Arc<CachedView>> for JitteredTtl {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        _view: &Arc<CachedView>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(self.draw())
-    }
-
-    /// A view stored again (an early refresh) starts a life of its own.
-    fn expire_after_update(
-        &self,
-        _key: &String,
-        _view: &Arc<CachedView>,
-        _updated_at: Instant,
-        _remaining: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.draw())
-    }
-}
-
 /// Why a view could not be produced: the loader's own error.
 pub type LoadError = Arc<crate::http::error::ApiError>;
 
@@ -243,9 +205,7 @@ impl ViewCache {
         ViewCache {
             l1: moka::future::Cache::builder()
                 .max_capacity(settings.l1_capacity)
-                .expire_after(JitteredTtl {
-                    longest: settings.l1_ttl,
-                })
+                .time_to_live(settings.l1_ttl)
                 // Lets `invalidate_tenant` drop a tenant's entries by key prefix.
                 .support_invalidation_closures()
                 .build(),
@@ -579,24 +539,6 @@ fn l2_key(tenant: TenantId, key: &str) -> String {
 mod tests {
     use super::*;
     use tokio::sync::{oneshot, Notify};
-
-    /// Entries stored together do not expire together, and none outlives
-    /// the TTL.
-    #[test]
-    fn l1_lifetimes_are_spread_over_the_last_fifth_of_the_ttl() {
-        let ttl = JitteredTtl {
-            longest: Duration::from_secs(5),
-        };
-        let lives: Vec<Duration> = (0..1_000).map(|_| ttl.draw()).collect();
-        let shortest = lives.iter().min().unwrap();
-        let longest = lives.iter().max().unwrap();
-        assert!(*shortest >= Duration::from_secs(4), "{shortest:?}");
-        assert!(*longest <= Duration::from_secs(5), "{longest:?}");
-        assert!(
-            *longest - *shortest > Duration::from_millis(900),
-            "not spread: {shortest:?}–{longest:?}"
-        );
-    }
 
     fn cache() -> Arc<ViewCache> {
         let settings = ViewCacheSettings {
