@@ -569,6 +569,21 @@ mod tests {
         );
     }
 
+    /// Records a refill of 20 slots (`refill:<i>`, asked at `at(1_100)` for
+    /// a second), after which the minute counts `minute`.
+    fn refilled(leases: &Leases, tenant: TenantId, minute: u64) {
+        leases.refilled(
+            tenant,
+            Tier::Enterprise,
+            at(1_100),
+            1_000,
+            20,
+            "refill".into(),
+            counts(minute),
+            keys(),
+        );
+    }
+
     #[test]
     fn half_a_lease_used_starts_one_refill_and_the_refill_takes_over_without_asking() {
         let leases = Leases::new(Duration::seconds(1));
@@ -586,16 +601,7 @@ mod tests {
         }
         assert_eq!(refills.len(), 1, "one refill under way at a time");
         assert_eq!((refills[0].want, refills[0].hold_ms), (30, 2_000));
-        leases.refilled(
-            tenant,
-            Tier::Enterprise,
-            at(1_100),
-            1_000,
-            20,
-            "refill".into(),
-            counts(30),
-            keys(),
-        );
+        refilled(&leases, tenant, 30);
         // The first lease is used up: the refill admits, no call to Redis.
         for _ in 0..20 {
             assert!(matches!(
@@ -618,16 +624,7 @@ mod tests {
         for _ in 0..2 {
             let _ = leases.admit(tenant, Tier::Enterprise, at(1_100));
         }
-        leases.refilled(
-            tenant,
-            Tier::Enterprise,
-            at(1_100),
-            1_000,
-            20,
-            "refill".into(),
-            counts(24),
-            keys(),
-        );
+        refilled(&leases, tenant, 24);
         // The tenant goes quiet: both leases end; the refill's 20 slots and
         // the first lease's unused one go back.
         let mut given: Vec<(String, u64, u64)> = leases
@@ -650,16 +647,7 @@ mod tests {
         let _ = leases.admit(tenant, Tier::Enterprise, at(1_100));
         // Downgraded while the refill was asked for.
         let _ = leases.admit(tenant, Tier::Premium, at(1_150));
-        leases.refilled(
-            tenant,
-            Tier::Enterprise,
-            at(1_100),
-            1_000,
-            20,
-            "refill".into(),
-            counts(24),
-            keys(),
-        );
+        refilled(&leases, tenant, 24);
         let given = leases.take_give_backs(at(1_200), false);
         assert!(given
             .iter()

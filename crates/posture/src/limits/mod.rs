@@ -147,17 +147,15 @@ impl RateLimiter {
             } => (want, hold_ms, give_back),
         };
         let prefix = self.next_prefix();
-        let mut call = WindowCall::new(
-            &window::tenant_tag(tenant),
-            self.limits(tenant, tier, now),
+        let call = self.lease_call(
+            tenant,
+            tier,
             now,
             &prefix,
-            Mode::Check,
-        )
-        .lease(want, hold_ms);
-        if let Some(unused) = &give_back {
-            call = call.giving_back(unused);
-        }
+            want,
+            hold_ms,
+            give_back.as_ref(),
+        );
         let (refused, counts, source) = match self.run(&call).await {
             Ok(WindowReply {
                 refused,
@@ -190,10 +188,7 @@ impl RateLimiter {
                 if let Some(unused) = give_back {
                     self.leases.give_back_failed(tenant, unused);
                 }
-                if error.may_have_run() {
-                    self.leases
-                        .outcome_unknown(tenant, tier, call.everything_asked());
-                }
+                self.undo_if_it_ran(tenant, tier, &error, &call);
                 self.metrics.local_decisions.fetch_add(1, Ordering::Relaxed);
                 let before = self.usage.local_estimate(tenant, now);
                 // Day and month against the local estimate first: a request
@@ -244,17 +239,15 @@ impl RateLimiter {
         let limiter = self.clone();
         tokio::spawn(async move {
             let prefix = limiter.next_prefix();
-            let mut call = WindowCall::new(
-                &window::tenant_tag(tenant),
-                limiter.limits(tenant, tier, now),
+            let call = limiter.lease_call(
+                tenant,
+                tier,
                 now,
                 &prefix,
-                Mode::Check,
-            )
-            .lease(refill.want, refill.hold_ms);
-            if let Some(unused) = &refill.give_back {
-                call = call.giving_back(unused);
-            }
+                refill.want,
+                refill.hold_ms,
+                refill.give_back.as_ref(),
+            );
             match limiter.run(&call).await {
                 Ok(WindowReply {
                     refused: None,
@@ -273,14 +266,47 @@ impl RateLimiter {
                 Ok(_) => limiter.leases.refill_failed(tenant, None),
                 Err(error) => {
                     limiter.leases.refill_failed(tenant, refill.give_back);
-                    if error.may_have_run() {
-                        limiter
-                            .leases
-                            .outcome_unknown(tenant, tier, call.everything_asked());
-                    }
+                    limiter.undo_if_it_ran(tenant, tier, &error, &call);
                 }
             }
         });
+    }
+
+    /// The script call asking for `want` slots dated `hold_ms` ahead, named
+    /// `<prefix>:<i>`, giving back `give_back` first.
+    #[allow(clippy::too_many_arguments)]
+    fn lease_call(
+        &self,
+        tenant: TenantId,
+        tier: Tier,
+        now: chrono::DateTime<chrono::Utc>,
+        prefix: &str,
+        want: u64,
+        hold_ms: i64,
+        give_back: Option<&window::GiveBack>,
+    ) -> WindowCall {
+        let call = WindowCall::new(
+            &window::tenant_tag(tenant),
+            self.limits(tenant, tier, now),
+            now,
+            prefix,
+            Mode::Check,
+        )
+        .lease(want, hold_ms);
+        match give_back {
+            Some(unused) => call.giving_back(unused),
+            None => call,
+        }
+    }
+
+    /// A call that got no reply may still have been carried out by Redis:
+    /// then what it asked for is given back later
+    /// ([`lease::Leases::outcome_unknown`]).
+    fn undo_if_it_ran(&self, tenant: TenantId, tier: Tier, error: &RedisError, call: &WindowCall) {
+        if error.may_have_run() {
+            self.leases
+                .outcome_unknown(tenant, tier, call.everything_asked());
+        }
     }
 
     /// The decision from `counts`, counted in usage and metrics and shown
