@@ -1,8 +1,8 @@
 //! PostgreSQL access. Tenant data is reachable only through a [`TenantTx`].
 //!
 //! [`Store::begin_tenant`] opens a transaction and binds it to one tenant with
-//! `set_config('app.tenant_id', …, true)` — transaction-local, sent in the same
-//! round trip as the `BEGIN` — and row-level security does the rest. Repository functions
+//! `SET LOCAL app.tenant_id = …` — transaction-local, sent in the same round
+//! trip as the `BEGIN` — and row-level security does the rest. Repository functions
 //! take `&mut TenantTx`, so a tenant query cannot run outside a tenant
 //! transaction. Cross-tenant operator work lives in [`operator`], which needs a
 //! pool connected as the schema owner.
@@ -10,6 +10,7 @@
 pub mod api_keys;
 pub mod assets;
 pub mod audit;
+mod beginning;
 mod connect;
 pub mod deliveries;
 pub mod finding_queries;
@@ -26,6 +27,7 @@ pub mod settings;
 pub mod tenants;
 pub mod webhooks;
 
+use beginning::Beginning;
 use posture_domain::TenantId;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres, Transaction};
@@ -200,24 +202,33 @@ impl Store {
         .await
     }
 
-    /// Sends `begin` and the tenant's `set_config` as one simple query: one round
+    /// Sends the tenant's setting and `begin` as one simple query: one round
     /// trip where a `BEGIN` and a bound `set_config` took two (a findings page
     /// was four). The tenant id is written into the statement, which is safe
     /// because it is a [`TenantId`] — a parsed UUID, whose text is hex digits
-    /// and hyphens — never text from a request. sqlx checks that the
-    /// connection is in a transaction afterwards, and an error in either
-    /// statement fails the whole query (and rolls it back): a transaction
-    /// never starts without its tenant. Were the setting ever missing, the
-    /// policies would match no rows.
+    /// and hyphens — never text from a request.
+    ///
+    /// The setting comes first: in a query of several statements PostgreSQL
+    /// runs the ones before a `BEGIN` in an implicit transaction that the
+    /// `BEGIN` then makes explicit (keeping the `SET LOCAL`), and a failure
+    /// before it rolls the implicit one back. The other way round, a failing
+    /// second statement left the connection inside an aborted transaction
+    /// block that sqlx does not know of, and the pool would hand it out so.
+    /// `SET LOCAL`, not `SELECT set_config`: a `SELECT` takes a snapshot, after
+    /// which `BEGIN ISOLATION LEVEL …` is refused. sqlx checks that the
+    /// connection is in a transaction afterwards: a transaction never starts
+    /// without its tenant. Were the setting ever missing, the policies would
+    /// match no rows.
     async fn begin_bound(
         &self,
         begin: &'static str,
         tenant_id: TenantId,
     ) -> Result<TenantTx, sqlx::Error> {
-        let statement = format!("{begin}; SELECT set_config('app.tenant_id', '{tenant_id}', true)");
+        let statement = format!("SET LOCAL app.tenant_id = '{tenant_id}'; {begin}");
+        let pool = self.pool.clone();
         let tx = {
             let _waiting = WaitingGuard::enter(&self.waiting);
-            self.pool.begin_with(statement).await?
+            Beginning::new(async move { pool.begin_with(statement).await }).await?
         };
         Ok(TenantTx { tx, tenant_id })
     }
@@ -226,7 +237,8 @@ impl Store {
     /// (which bypasses row-level security). On the server's pool it sees no tenant rows.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let _waiting = WaitingGuard::enter(&self.waiting);
-        self.pool.begin().await
+        let pool = self.pool.clone();
+        Beginning::new(async move { pool.begin().await }).await
     }
 
     /// Round-trip time of `SELECT 1`, for readiness.

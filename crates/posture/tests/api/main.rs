@@ -8,6 +8,7 @@ mod account_cache;
 mod assets;
 mod auth;
 mod caching;
+mod cancelled_begin;
 mod catalog;
 mod cli;
 mod compliance;

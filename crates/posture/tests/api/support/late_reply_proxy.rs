@@ -1,7 +1,8 @@
-//! A TCP proxy in front of a Redis whose replies can be made late: every
-//! command is forwarded at once, so Redis carries it out, but while a delay
-//! is set each reply reaches the client only that long after Redis sent it —
-//! past the client's timeout, a call Redis did that the client gave up on.
+//! A TCP proxy in front of a server (Redis, PostgreSQL) whose replies can be
+//! made late: every command is forwarded at once, so the server carries it
+//! out, but while a delay is set each reply reaches the client only that long
+//! after the server sent it — past the client's timeout, a call the server
+//! did that the client gave up on.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,7 +20,7 @@ pub struct LateReplyProxy {
     queue: Arc<Queue>,
 }
 
-/// Replies read from Redis and not yet written to the client.
+/// Replies read from the server and not yet written to the client.
 #[derive(Default)]
 struct Queue {
     pending: AtomicUsize,
@@ -56,13 +57,18 @@ impl LateReplyProxy {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Replies Redis sends from now on reach the client `delay` late.
+    /// The port it listens on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Replies the server sends from now on reach the client `delay` late.
     pub fn delay_replies(&self, delay: Duration) {
         let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.delay_ms.store(millis, Ordering::SeqCst);
     }
 
-    /// Returns once every reply Redis has sent so far reached the client.
+    /// Returns once every reply the server has sent so far reached the client.
     pub async fn delivered(&self) {
         loop {
             let emptied = self.queue.emptied.notified();
@@ -85,7 +91,7 @@ async fn forward(
     let commands = tokio::spawn(async move {
         let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
     });
-    // Each reply is dated when Redis sent it and written at that time plus
+    // Each reply is dated when the server sent it and written at that time plus
     // the delay, in order: late, never lost or reordered.
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let written = queue.clone();
