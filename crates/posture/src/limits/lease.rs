@@ -48,7 +48,8 @@ pub const REFUSAL_MEMORY_MS: i64 = 1_000;
 /// A lease is at most this share of the minute quota (1/25: 40 of an
 /// enterprise tenant's 1,000, 4 of premium's 120; basic and free lease
 /// nothing, see [`MIN_LEASE`]). The larger, the fewer script calls a busy tenant costs Redis
-/// (the script runs about 90 µs for a lease); the smaller, the less a
+/// (the script runs about 60 µs for a lease, whose slots are one member of
+/// the log, see [`super::window`]); the smaller, the less a
 /// crashed server's unused reservation takes from a minute.
 const LEASE_SHARE_OF_QUOTA: u64 = 25;
 
@@ -280,8 +281,8 @@ impl Leases {
         }
     }
 
-    /// Records the refill Redis granted (`granted` slots named
-    /// `<prefix>:<i>`, asked for at `now` with `hold_ms`): the lease the
+    /// Records the refill Redis granted (`granted` slots under `prefix`,
+    /// asked for at `now` with `hold_ms`): the lease the
     /// tenant's requests use once the current one is used up or over.
     #[allow(clippy::too_many_arguments)]
     pub fn refilled(
@@ -337,7 +338,7 @@ impl Leases {
         }
     }
 
-    /// Records Redis's grant of `granted` slots (named `<prefix>:<i>`) for a
+    /// Records Redis's grant of `granted` slots (under `prefix`) for a
     /// request that asked with `hold_ms`; the first slot is that request's.
     #[allow(clippy::too_many_arguments)]
     pub fn granted(
@@ -569,7 +570,7 @@ mod tests {
         );
     }
 
-    /// Records a refill of 20 slots (`refill:<i>`, asked at `at(1_100)` for
+    /// Records a refill of 20 slots (prefix `refill`, asked at `at(1_100)` for
     /// a second), after which the minute counts `minute`.
     fn refilled(leases: &Leases, tenant: TenantId, minute: u64) {
         leases.refilled(

@@ -272,8 +272,8 @@ impl RateLimiter {
         });
     }
 
-    /// The script call asking for `want` slots dated `hold_ms` ahead, named
-    /// `<prefix>:<i>`, giving back `give_back` first.
+    /// The script call asking for `want` slots dated `hold_ms` ahead, under
+    /// `prefix`, giving back `give_back` first.
     #[allow(clippy::too_many_arguments)]
     fn lease_call(
         &self,

@@ -22,6 +22,7 @@ mod jobs;
 mod posture;
 mod query_plans;
 mod rate_limit_late_replies;
+mod rate_limit_script;
 mod rate_limits;
 mod real_reports;
 mod scans;

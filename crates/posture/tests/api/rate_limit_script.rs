@@ -1,0 +1,102 @@
+//! The limit script on its own, against a real Redis: a call's slots are one
+//! member of the minute's log, the minute counts slots (not members), and a
+//! lease's unused slots come back exactly — from the minute, the day and the
+//! month — however often they are given back.
+
+use crate::rate_limits::at;
+use crate::support::redis::RedisServer;
+use chrono::Duration as ChronoDuration;
+use posture::limits::window::{self, GiveBack, Limits, Mode, WindowCall, WindowReply};
+use posture_domain::TenantId;
+use redis::aio::MultiplexedConnection;
+
+async fn run(connection: &mut MultiplexedConnection, call: &WindowCall) -> WindowReply {
+    let raw = match call.evalsha().query_async(connection).await {
+        Err(error) if window::is_no_script(&error) => call.eval().query_async(connection).await,
+        other => other,
+    }
+    .unwrap_or_else(|error| panic!("the script failed: {error}"));
+    window::parse_reply(raw)
+}
+
+/// (minute, day, month) after the call.
+fn counted(reply: &WindowReply) -> (u64, u64, u64) {
+    (reply.counts.minute, reply.counts.day, reply.counts.month)
+}
+
+#[tokio::test]
+async fn a_lease_is_one_member_and_its_unused_slots_come_back_exactly() {
+    let redis = RedisServer::start().await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let tag = window::tenant_tag(TenantId::new_random());
+    let limits = Limits {
+        minute: 1_000,
+        day: Some(5_000),
+        month: Some(50_000),
+        day_floor: 0,
+        month_floor: 0,
+    };
+    let start = at("2026-11-23T10:00:00Z");
+    let ms = |millis: i64| start + ChronoDuration::milliseconds(millis);
+    let call = |millis: i64, prefix: &str, mode: Mode| {
+        WindowCall::new(&tag, limits, ms(millis), prefix, mode)
+    };
+
+    // A lease of 40 slots dated a second ahead: one member.
+    let lease = call(0, "lease-a", Mode::Check).lease(40, 1_000);
+    let reply = run(&mut connection, &lease).await;
+    assert_eq!((reply.granted, counted(&reply)), (40, (40, 40, 40)));
+    let members: u64 = redis::cmd("ZCARD")
+        .arg(format!("{tag}:rl:log"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(members, 1, "the lease's 40 slots share one member");
+    let single = run(&mut connection, &call(1, "single", Mode::Check)).await;
+    assert_eq!((single.granted, counted(&single)), (1, (41, 41, 41)));
+
+    // The lease used 10 of its slots; the next lease gives back the other 30.
+    let (day_key, month_key) = lease.period_keys();
+    let unused = GiveBack {
+        prefix: "lease-a".to_owned(),
+        first: 10,
+        count: 30,
+        day_key: day_key.to_owned(),
+        month_key: month_key.to_owned(),
+    };
+    let next = call(2, "lease-b", Mode::Check)
+        .lease(5, 1_000)
+        .giving_back(&unused);
+    let reply = run(&mut connection, &next).await;
+    assert_eq!((reply.granted, counted(&reply)), (5, (16, 16, 16)));
+    // Given back twice (a retried call), the slots are taken off once.
+    let again = run(
+        &mut connection,
+        &call(3, "peek", Mode::Peek).giving_back(&unused),
+    )
+    .await;
+    assert_eq!(counted(&again), (16, 16, 16));
+
+    // A call whose reply never came: all it asked for is given back, and
+    // what Redis granted of it (here everything) comes off.
+    let lost = call(4, "lease-c", Mode::Check).lease(20, 1_000);
+    assert_eq!(counted(&run(&mut connection, &lost).await), (36, 36, 36));
+    let back = call(5, "peek", Mode::Peek).giving_back(&lost.everything_asked());
+    assert_eq!(counted(&run(&mut connection, &back).await), (16, 16, 16));
+    // One that Redis never carried out gives back nothing.
+    let never_ran = call(6, "lease-d", Mode::Check).lease(20, 1_000);
+    let back = call(7, "peek", Mode::Peek).giving_back(&never_ran.everything_asked());
+    assert_eq!(counted(&run(&mut connection, &back).await), (16, 16, 16));
+
+    // Each member leaves the window a minute after the time it is dated:
+    // the single request's (dated now) before the leases' (a second ahead).
+    let later = run(&mut connection, &call(60_500, "peek", Mode::Peek)).await;
+    assert_eq!(later.counts.minute, 15, "lease-a's 10 and lease-b's 5");
+    let after_all = run(&mut connection, &call(61_100, "peek", Mode::Peek)).await;
+    assert_eq!(
+        (after_all.counts.minute, after_all.counts.day),
+        (0, 16),
+        "the minute empties; the day keeps what was served"
+    );
+}
