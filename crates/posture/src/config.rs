@@ -143,7 +143,7 @@ impl Default for Config {
                 "postgres://posture_owner:posture_owner@127.0.0.1:5432/posture",
             ),
             db_pool_min: 8,
-            db_pool_max: 16,
+            db_pool_max: 8,
             db_acquire_timeout_ms: 3_000,
             db_max_lifetime_secs: 3_600,
             db_idle_timeout_secs: 600,
@@ -227,7 +227,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { env: "DATABASE_URL", toml_key: "database_url", default: "postgres://posture_app:posture_app@127.0.0.1:5432/posture", meaning: "Connection of the server: the restricted application role (secret; redacted in output)." },
     SettingDoc { env: "POSTURE_ADMIN_DATABASE_URL", toml_key: "admin_database_url", default: "postgres://posture_owner:posture_owner@127.0.0.1:5432/posture", meaning: "Connection of `migrate`, `admin` and `demo`: the schema owner (secret; redacted in output)." },
     SettingDoc { env: "POSTURE_DB_POOL_MIN", toml_key: "db_pool_min", default: "8", meaning: "Connections the pool keeps open." },
-    SettingDoc { env: "POSTURE_DB_POOL_MAX", toml_key: "db_pool_max", default: "16", meaning: "Connections the pool may burst to: a few per core of the database server (more only contend for its cores)." },
+    SettingDoc { env: "POSTURE_DB_POOL_MAX", toml_key: "db_pool_max", default: "8", meaning: "Connections the pool may burst to: a few per core of the database server (more only contend for its cores)." },
     SettingDoc { env: "POSTURE_DB_ACQUIRE_TIMEOUT_MS", toml_key: "db_acquire_timeout_ms", default: "3000", meaning: "Longest wait for a pooled connection before the request fails with 503." },
     SettingDoc { env: "POSTURE_DB_MAX_LIFETIME_SECS", toml_key: "db_max_lifetime_secs", default: "3600", meaning: "Connections are recycled after this age." },
     SettingDoc { env: "POSTURE_DB_IDLE_TIMEOUT_SECS", toml_key: "db_idle_timeout_secs", default: "600", meaning: "Idle connections above the minimum are closed after this." },
@@ -803,7 +803,7 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_pool() {
         let config = from_env(&[]).unwrap();
-        assert_eq!((config.db_pool_min, config.db_pool_max), (8, 16));
+        assert_eq!((config.db_pool_min, config.db_pool_max), (8, 8));
         assert_eq!(config.log_format, LogFormat::Text);
         // Limits are on unless a benchmark turns them off.
         assert!(config.rate_limits_enabled);

@@ -37,7 +37,7 @@ const XFETCH_BETA: f64 = 1.0;
 /// rarely fires for a view that loads in a millisecond — its lead is the load
 /// time — so hot entries used to expire and their next request waited for
 /// Redis, which under saturated cores took up to its timeout: 2 % of a cached
-/// read's requests, and its p99.
+/// read's requests waited so.
 const REFRESH_AHEAD_SHARE: f64 = 0.2;
 
 /// How the view cache behaves.
