@@ -19,7 +19,7 @@
 //! its own, which reads the reply and drops the transaction, whose rollback
 //! sqlx then sends before the connection goes back to the pool.
 
-use sqlx::{Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -41,10 +41,17 @@ pub(super) struct Beginning {
 }
 
 impl Beginning {
-    /// Wraps `begin`, which must own everything it uses (a cloned pool).
-    pub(super) fn new(begin: impl Future<Output = Begun> + Send + 'static) -> Beginning {
+    /// Begins a transaction on a connection of `pool`, with `statement` in
+    /// place of a plain `BEGIN` if given.
+    pub(super) fn on(pool: &PgPool, statement: Option<String>) -> Beginning {
+        let pool = pool.clone();
         Beginning {
-            begin: Some(Box::pin(begin)),
+            begin: Some(Box::pin(async move {
+                match statement {
+                    Some(statement) => pool.begin_with(statement).await,
+                    None => pool.begin().await,
+                }
+            })),
             started: false,
         }
     }

@@ -225,10 +225,9 @@ impl Store {
         tenant_id: TenantId,
     ) -> Result<TenantTx, sqlx::Error> {
         let statement = format!("SET LOCAL app.tenant_id = '{tenant_id}'; {begin}");
-        let pool = self.pool.clone();
         let tx = {
             let _waiting = WaitingGuard::enter(&self.waiting);
-            Beginning::new(async move { pool.begin_with(statement).await }).await?
+            Beginning::on(&self.pool, Some(statement)).await?
         };
         Ok(TenantTx { tx, tenant_id })
     }
@@ -237,8 +236,7 @@ impl Store {
     /// (which bypasses row-level security). On the server's pool it sees no tenant rows.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let _waiting = WaitingGuard::enter(&self.waiting);
-        let pool = self.pool.clone();
-        Beginning::new(async move { pool.begin().await }).await
+        Beginning::on(&self.pool, None).await
     }
 
     /// Round-trip time of `SELECT 1`, for readiness.
