@@ -137,7 +137,7 @@ impl KeyVerifier {
         let token = ApiKeyToken::parse(presented).map_err(|_| AuthFailure::Malformed)?;
         let tenant_id = token.tenant_id();
         let key_id = token.key_id().clone();
-        let name = format!("key:{key_id}");
+        let name = ["key:", key_id.as_str()].concat();
         // Credentials read afresh when the cached entry does not authenticate.
         let fresh: Option<CachedCredentials>;
         let (store, signing_key) = (self.store.clone(), self.signing_key.clone());

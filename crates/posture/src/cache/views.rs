@@ -373,10 +373,9 @@ impl ViewCache {
         Fut: Future<Output = Result<Vec<u8>, crate::http::error::ApiError>> + Send + 'static,
     {
         let slot = self.slot(tenant, generation, name).await;
-        let load = Arc::new(load);
         let counters = self.metrics(generation);
         if !self.settings.l1_enabled {
-            return self.l2_or_load(&slot, load.as_ref()).await;
+            return self.l2_or_load(&slot, &load).await;
         }
         if let Some(view) = self.l1.get(&slot.l1).await {
             counters.l1_hits.fetch_add(1, Ordering::Relaxed);
@@ -385,11 +384,10 @@ impl ViewCache {
         }
         counters.l1_misses.fetch_add(1, Ordering::Relaxed);
         let cache = self.clone();
-        let loader = load.clone();
         let fill = slot.clone();
         self.l1
             .try_get_with(slot.l1.clone(), async move {
-                cache.l2_or_load(&fill, loader.as_ref()).await
+                cache.l2_or_load(&fill, &load).await
             })
             .await
             .map_err(|error: Arc<LoadError>| (*error).clone())
@@ -423,7 +421,7 @@ impl ViewCache {
         let bumps = self.local_bumps(tenant);
         let version = self.version(tenant, generation).await;
         // One string: the L2 key is made from it only on an L1 miss.
-        let l1 = format!("{tenant}:{}:{name}:{version}:l{bumps}", generation.tag());
+        let l1 = l1_key(tenant, generation, name, &version, bumps);
         Arc::new(Slot {
             generation,
             tenant,
@@ -468,7 +466,7 @@ impl ViewCache {
         self: &Arc<Self>,
         slot: &Arc<Slot>,
         view: &Arc<CachedView>,
-        load: Arc<F>,
+        load: F,
     ) where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<u8>, crate::http::error::ApiError>> + Send + 'static,
@@ -496,9 +494,9 @@ impl ViewCache {
         let slot = slot.clone();
         tokio::spawn(async move {
             let fresh = if from_postgres {
-                cache.load_fresh(&slot, load.as_ref()).await
+                cache.load_fresh(&slot, &load).await
             } else {
-                cache.l2_or_load(&slot, load.as_ref()).await
+                cache.l2_or_load(&slot, &load).await
             };
             if let Ok(fresh) = fresh {
                 cache.l1.insert(slot.l1.clone(), fresh).await;
@@ -546,7 +544,38 @@ impl Slot {
 
 /// The start of every L1 key of the tenant's views under `generation`.
 fn l1_prefix(tenant: TenantId, generation: Generation) -> String {
-    format!("{tenant}:{}:", generation.tag())
+    let mut prefix = String::with_capacity(48);
+    push_l1_prefix(&mut prefix, tenant, generation);
+    prefix
+}
+
+/// `<tenant>:<generation>:`, the start of [`l1_key`].
+fn push_l1_prefix(key: &mut String, tenant: TenantId, generation: Generation) {
+    let mut uuid = uuid::Uuid::encode_buffer();
+    key.push_str(tenant.as_uuid().hyphenated().encode_lower(&mut uuid));
+    key.push(':');
+    key.push_str(generation.tag());
+    key.push(':');
+}
+
+/// `<tenant>:<generation>:<name>:<version>:l<local bumps>`, an L1 key. Made
+/// twice per request (the key's credentials and the view), so pushed piece by
+/// piece: through `format!` it was a fifth of a cached read's view lookups.
+fn l1_key(
+    tenant: TenantId,
+    generation: Generation,
+    name: &str,
+    version: &str,
+    bumps: u64,
+) -> String {
+    let mut key = String::with_capacity(64 + name.len() + version.len());
+    push_l1_prefix(&mut key, tenant, generation);
+    key.push_str(name);
+    key.push(':');
+    key.push_str(version);
+    key.push_str(":l");
+    key.push_str(itoa::Buffer::new().format(bumps));
+    key
 }
 
 /// An L2 key: the tenant's hash tag, then the view's versioned key.
@@ -573,6 +602,21 @@ mod tests {
     /// Without Redis the version never changes, so only the local part of
     /// the key keeps a load that straddled an invalidation from being served
     /// after it.
+    #[test]
+    fn l1_keys_name_tenant_generation_view_version_and_local_bumps() {
+        let tenant = TenantId::from_uuid(uuid::Uuid::from_u128(
+            0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+        ));
+        let key = l1_key(tenant, Generation::Account, "key:key_7Yx", "e3a12", 40);
+        assert_eq!(
+            key,
+            "01234567-89ab-cdef-0123-456789abcdef:acct:key:key_7Yx:e3a12:l40"
+        );
+        // Invalidation finds a tenant's keys of one generation by this prefix.
+        assert!(key.starts_with(&l1_prefix(tenant, Generation::Account)));
+        assert!(!key.starts_with(&l1_prefix(tenant, Generation::Posture)));
+    }
+
     #[tokio::test]
     async fn a_load_overlapping_an_invalidation_is_not_served_after_it() {
         let cache = cache();

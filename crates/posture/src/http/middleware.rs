@@ -41,7 +41,13 @@ pub async fn request_context(
         .and_then(|value| value.to_str().ok())
         .filter(|id| is_acceptable_request_id(id))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+        .unwrap_or_else(|| {
+            let mut text = uuid::Uuid::encode_buffer();
+            uuid::Uuid::now_v7()
+                .simple()
+                .encode_lower(&mut text)
+                .to_owned()
+        });
     // Both are reference-counted: kept without copying the text.
     let matched = request.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
