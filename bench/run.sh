@@ -28,7 +28,8 @@
 #    - seeds a database of its own (dropped at the end): 1,000 enterprise load
 #      tenants, a free tenant for the 429 path, 30 free/basic/premium tenants;
 #    - starts `posture serve` against it and measures each scenario with wrk
-#      beside a bare axum "hello" measured the same way;
+#      beside a bare axum "hello" measured the same way (alone first, then
+#      again just before each read scenario, for its ratio);
 #    - runs the scan spike: 1,000 scans of 100 findings from 50 tenants while
 #      cached reads go out at a fixed 1,000/s (--spike-scans 0 skips it);
 #    - prints Markdown tables (with the ingestion rows and Posture's figures as

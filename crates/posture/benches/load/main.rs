@@ -1,7 +1,9 @@
 //! The load harness (issue 8; `bash bench/run.sh`): the release `posture`
 //! binary as its own process against a seeded database, the local PostgreSQL
 //! and Redis, measured by `wrk` over real HTTP with the same settings a bare
-//! axum "hello" (the limit on this machine) is measured with in the same run.
+//! axum "hello" (the limit on this machine) is measured with in the same run:
+//! once alone before the server starts, and again just before each read
+//! scenario, whose ratio to the hello is taken against that adjacent figure.
 //!
 //! 1. Runs the stack we replace first ([`reference`]: FastAPI on its own
 //!    data, with the same wrk settings), unless `--no-reference`.
@@ -61,8 +63,14 @@ struct ScenarioResult {
     load: wrk::Summary,
     /// Cores used over the measured run.
     cpu: procstat::CpuUse,
-    /// requests/s as a share of the bare axum hello's.
+    /// requests/s as a share of the bare axum hello's measured just before
+    /// it ([`ScenarioResult::hello_beside`]).
     of_hello: Option<f64>,
+    /// requests/s of the bare axum hello measured just before this scenario:
+    /// the machine's speed drifts by tens of percent within minutes, so a
+    /// ratio to a hello measured minutes earlier says as much about the drift
+    /// as about the server.
+    hello_beside: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -196,24 +204,7 @@ async fn run(settings: &Settings, database: &str) -> anyhow::Result<Measured> {
     std::fs::write(dir.join(FREE_KEY), &seeded.free_key)?;
 
     // The bare hello first, alone on the machine.
-    let hello_port = server::free_port()?;
-    let mut hello = Command::new(std::env::current_exe()?)
-        .args(["--hello", &hello_port.to_string()])
-        .stdout(Stdio::null())
-        .spawn()?;
-    let hello_result = async {
-        server::wait_for(&format!("http://127.0.0.1:{hello_port}/hello")).await?;
-        scenario(
-            settings,
-            HELLO,
-            &format!("http://127.0.0.1:{hello_port}"),
-            "/hello",
-            None,
-            hello.id(),
-        )
-    }
-    .await;
-    server::stop(&mut hello);
+    let hello_result = hello(settings, HELLO).await;
     let mut scenarios = vec![hello_result?];
 
     let port = server::free_port()?;
@@ -265,7 +256,6 @@ async fn measure(
 ) -> anyhow::Result<Option<spike::SpikeResult>> {
     server::wait_for(&format!("{base}/health/live")).await?;
     seed::wait_for_posture(database, seeded.tenants, Duration::from_secs(600)).await?;
-    let hello_rps = scenarios[0].load.requests_per_second;
     // The 429 path's free tenant is not a load tenant: it runs while the load
     // tenants' windows clear after the cached read.
     let plan = [
@@ -284,8 +274,13 @@ async fn measure(
             windows.wait_until_clear().await;
         }
         let keys = key_dir.join(keys);
+        let beside = hello(settings, &format!("bare axum hello, before {name}"))
+            .await?
+            .load
+            .requests_per_second;
         let mut result = scenario(settings, name, base, path, Some(&keys), server_pid)?;
-        result.of_hello = (hello_rps > 0.0).then(|| result.load.requests_per_second / hello_rps);
+        result.hello_beside = Some(beside);
+        result.of_hello = (beside > 0.0).then(|| result.load.requests_per_second / beside);
         if loads_tenants {
             windows.used(&result, settings);
         }
@@ -317,6 +312,7 @@ async fn measure(
         load: spike.reads_during.clone(),
         cpu: spike.cpu,
         of_hello: None,
+        hello_beside: None,
     });
     Ok(Some(spike))
 }
@@ -390,5 +386,30 @@ fn scenario(
         load,
         cpu,
         of_hello: None,
+        hello_beside: None,
     })
+}
+
+/// Measures the bare axum hello (this binary re-run with `--hello`) as the
+/// scenario `name`, with the posture server, if one runs, idle beside it.
+async fn hello(settings: &Settings, name: &str) -> anyhow::Result<ScenarioResult> {
+    let port = server::free_port()?;
+    let mut process = Command::new(std::env::current_exe()?)
+        .args(["--hello", &port.to_string()])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let result = async {
+        server::wait_for(&format!("http://127.0.0.1:{port}/hello")).await?;
+        scenario(
+            settings,
+            name,
+            &format!("http://127.0.0.1:{port}"),
+            "/hello",
+            None,
+            process.id(),
+        )
+    }
+    .await;
+    server::stop(&mut process);
+    result
 }

@@ -37,7 +37,10 @@ pub fn print_markdown(report: &Report) {
             load.socket_errors,
             result
                 .of_hello
-                .map_or("—".to_owned(), |share| format!("{:.0} %", share * 100.0)),
+                .zip(result.hello_beside)
+                .map_or("—".to_owned(), |(share, hello)| {
+                    format!("{:.0} % of {hello:.0}", share * 100.0)
+                }),
             result.cpu.server,
             result.cpu.postgres,
             result.cpu.redis,
@@ -52,7 +55,9 @@ pub fn print_markdown(report: &Report) {
     println!(
         "\nSeeded: {} tenants of mixed tiers ({}): {} enterprise load tenants (a read key each), one free \
          tenant for the 429 path, {} free/basic/premium tenants no scenario loads; {} findings. Server \
-         peak RSS: {}. CPU in cores (2 = the whole machine); the hello row's \"server\" is the hello process.",
+         peak RSS: {}. CPU in cores (2 = the whole machine); the hello row's \"server\" is the hello process. \
+         \"of hello\": the share of the bare hello's req/s measured just before the scenario (the hello row is \
+         the first of these, alone on the machine before the server started).",
         seeded.tenants,
         tiers.join(", "),
         report.settings.tenants,
