@@ -8,7 +8,7 @@ use crate::store::api_keys::KeyCredentials;
 use crate::store::{api_keys, Store};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use posture_domain::api_key::SecretHash;
+use posture_domain::api_key::{SecretHash, KEY_ID_DISPLAY_PREFIX};
 use posture_domain::{ApiKeyId, ApiKeyToken, Scope, Scopes, TenantId, TenantStatus, Tier};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -137,7 +137,8 @@ impl KeyVerifier {
         let token = ApiKeyToken::parse(presented).map_err(|_| AuthFailure::Malformed)?;
         let tenant_id = token.tenant_id();
         let key_id = token.key_id().clone();
-        let name = ["key:", key_id.as_str()].concat();
+        // `key:<key id as displayed>`, the name its credentials are cached under.
+        let name = ["key:", KEY_ID_DISPLAY_PREFIX, key_id.as_str()].concat();
         // Credentials read afresh when the cached entry does not authenticate.
         let fresh: Option<CachedCredentials>;
         let (store, signing_key) = (self.store.clone(), self.signing_key.clone());
