@@ -560,7 +560,7 @@ fn push_l1_prefix(key: &mut String, tenant: TenantId, generation: Generation) {
 
 /// `<tenant>:<generation>:<name>:<version>:l<local bumps>`, an L1 key. Made
 /// twice per request (the key's credentials and the view), so pushed piece by
-/// piece: through `format!` it was a fifth of a cached read's view lookups.
+/// piece: through `format!` it was over a quarter of a view lookup's instructions.
 fn l1_key(
     tenant: TenantId,
     generation: Generation,
@@ -599,9 +599,6 @@ mod tests {
         Arc::new(ViewCache::new(settings, Redis::disabled()))
     }
 
-    /// Without Redis the version never changes, so only the local part of
-    /// the key keeps a load that straddled an invalidation from being served
-    /// after it.
     #[test]
     fn l1_keys_name_tenant_generation_view_version_and_local_bumps() {
         let tenant = TenantId::from_uuid(uuid::Uuid::from_u128(
@@ -617,6 +614,9 @@ mod tests {
         assert!(!key.starts_with(&l1_prefix(tenant, Generation::Posture)));
     }
 
+    /// Without Redis the version never changes, so only the local part of
+    /// the key keeps a load that straddled an invalidation from being served
+    /// after it.
     #[tokio::test]
     async fn a_load_overlapping_an_invalidation_is_not_served_after_it() {
         let cache = cache();

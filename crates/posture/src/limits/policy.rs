@@ -225,20 +225,13 @@ impl Decision {
     /// checks of `HeaderName::from_static` made this a twelfth of a cached
     /// read's instructions.
     pub fn write_headers(&self, headers: &mut HeaderMap) {
-        let mut digits = itoa::Buffer::new();
         let mut policy = Vec::with_capacity(96);
         for state in self.states.iter().filter(|state| state.quota.is_some()) {
             if !policy.is_empty() {
                 policy.extend_from_slice(b", ");
             }
-            push_item(
-                &mut policy,
-                state.name,
-                "q",
-                state.quota.unwrap_or_default(),
-            );
-            policy.extend_from_slice(b";w=");
-            policy.extend_from_slice(digits.format(state.window_secs).as_bytes());
+            let quota = ("q", state.quota.unwrap_or_default());
+            push_item(&mut policy, state.name, quota, ("w", state.window_secs));
         }
         // The bytes are moved into the header, not copied again.
         let text = |value: Vec<u8>| HeaderValue::from_maybe_shared(Bytes::from(value)).ok();
@@ -248,9 +241,12 @@ impl Decision {
         if let Some(state) = self.binding() {
             let remaining = state.remaining().unwrap_or_default();
             let mut current = Vec::with_capacity(32);
-            push_item(&mut current, state.name, "r", remaining);
-            current.extend_from_slice(b";t=");
-            current.extend_from_slice(digits.format(state.reset_secs).as_bytes());
+            push_item(
+                &mut current,
+                state.name,
+                ("r", remaining),
+                ("t", state.reset_secs),
+            );
             if let Some(value) = text(current) {
                 headers.insert(RATELIMIT.clone(), value);
             }
@@ -276,14 +272,19 @@ static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limi
 static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-/// Appends `"<policy>";<key>=<value>`, an item of the rate-limit headers.
-fn push_item(out: &mut Vec<u8>, policy: PolicyName, key: &str, value: u64) {
+/// Appends `"<policy>";<key>=<value>;<key>=<value>`, an item of the
+/// rate-limit headers.
+fn push_item(out: &mut Vec<u8>, policy: PolicyName, first: (&str, u64), second: (&str, u64)) {
+    let mut digits = itoa::Buffer::new();
     out.push(b'"');
     out.extend_from_slice(policy.as_str().as_bytes());
-    out.extend_from_slice(b"\";");
-    out.extend_from_slice(key.as_bytes());
-    out.push(b'=');
-    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    out.push(b'"');
+    for (key, value) in [first, second] {
+        out.push(b';');
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(digits.format(value).as_bytes());
+    }
 }
 
 #[cfg(test)]
