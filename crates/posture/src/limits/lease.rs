@@ -48,8 +48,8 @@ pub const REFUSAL_MEMORY_MS: i64 = 1_000;
 /// A lease is at most this share of the minute quota (1/25: 40 of an
 /// enterprise tenant's 1,000, 4 of premium's 120; basic and free lease
 /// nothing, see [`MIN_LEASE`]). The larger, the fewer script calls a busy tenant costs Redis
-/// (the script runs about 60 µs for a lease, whose slots are one member of
-/// the log, see [`super::window`]); the smaller, the less a
+/// (the script runs some 45 µs for a lease on a busy machine, see
+/// [`super::window`]); the smaller, the less a
 /// crashed server's unused reservation takes from a minute.
 const LEASE_SHARE_OF_QUOTA: u64 = 25;
 

@@ -48,7 +48,7 @@ async fn a_lease_is_one_member_and_its_unused_slots_come_back_exactly() {
     let reply = run(&mut connection, &lease).await;
     assert_eq!((reply.granted, counted(&reply)), (40, (40, 40, 40)));
     let members: u64 = redis::cmd("ZCARD")
-        .arg(format!("{tag}:rl:log"))
+        .arg(format!("{tag}:rl:slots"))
         .query_async(&mut connection)
         .await
         .unwrap();
@@ -99,4 +99,130 @@ async fn a_lease_is_one_member_and_its_unused_slots_come_back_exactly() {
         (0, 16),
         "the minute empties; the day keeps what was served"
     );
+}
+
+/// The slots the log's members stand for, counted the slow way (every
+/// member's `:<n>`), as the script did on every call before it kept a sum.
+async fn recounted(connection: &mut MultiplexedConnection, tag: &str) -> u64 {
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("{tag}:rl:slots"))
+        .arg(0)
+        .arg(-1)
+        .query_async(connection)
+        .await
+        .unwrap();
+    members
+        .iter()
+        .map(|member| member.rsplit(':').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Asserts that the minute a call reported is what the log holds.
+async fn assert_adds_up(
+    connection: &mut MultiplexedConnection,
+    tag: &str,
+    reply: &WindowReply,
+    what: &str,
+) {
+    assert_eq!(
+        reply.counts.minute,
+        recounted(connection, tag).await,
+        "{what}: the kept sum against a recount of the log"
+    );
+}
+
+/// The minute's count is kept beside the log rather than summed on every
+/// call: through grants, partial and repeated give-backs, refusals and
+/// expiry it stays equal to a recount of the log, and a sum that is lost
+/// (or does not add up) is recounted rather than trusted.
+#[tokio::test]
+async fn the_kept_minute_sum_always_equals_a_recount_of_the_log() {
+    let redis = RedisServer::start().await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let tag = window::tenant_tag(TenantId::new_random());
+    let sum_key = format!("{tag}:rl:slots:sum");
+    let limits = Limits {
+        minute: 100,
+        day: None,
+        month: None,
+        day_floor: 0,
+        month_floor: 0,
+    };
+    let start = at("2026-11-23T10:00:00Z");
+    let call = |millis: i64, prefix: &str, mode: Mode| {
+        WindowCall::new(
+            &tag,
+            limits,
+            start + ChronoDuration::milliseconds(millis),
+            prefix,
+            mode,
+        )
+    };
+    // Leases every 5 s for 80 s of a sliding minute; every other one gives
+    // back part of the one before it (once more after a retry).
+    let mut previous: Option<(String, u64)> = None;
+    for step in 0..16_i64 {
+        let now = step * 5_000;
+        let prefix = format!("lease-{step}");
+        let mut lease = call(now, &prefix, Mode::Check).lease(30, 1_000);
+        let unused = previous
+            .take()
+            .filter(|_| step % 2 == 1)
+            .map(|(prefix, granted)| GiveBack {
+                prefix,
+                first: granted / 3,
+                count: granted - granted / 3,
+                day_key: lease.period_keys().0.to_owned(),
+                month_key: lease.period_keys().1.to_owned(),
+            });
+        if let Some(unused) = &unused {
+            lease = lease.giving_back(unused);
+        }
+        let reply = run(&mut connection, &lease).await;
+        assert_adds_up(&mut connection, &tag, &reply, &prefix).await;
+        if let Some(unused) = &unused {
+            let again = call(now + 1, "retry", Mode::Peek).giving_back(unused);
+            let reply = run(&mut connection, &again).await;
+            assert_adds_up(&mut connection, &tag, &reply, "a give-back retried").await;
+        }
+        previous = Some((prefix, reply.granted));
+    }
+    // The window held 100 at most: some of those leases were cut short or refused.
+    let full = run(
+        &mut connection,
+        &call(80_000, "full", Mode::Check).lease(200, 0),
+    )
+    .await;
+    assert!(full.counts.minute <= 100);
+    assert_adds_up(&mut connection, &tag, &full, "a full window").await;
+
+    // A lost sum is recounted from the log; so is one that does not add up.
+    let _: () = redis::cmd("DEL")
+        .arg(&sum_key)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let lost = run(&mut connection, &call(80_001, "peek", Mode::Peek)).await;
+    assert_eq!(lost.counts.minute, full.counts.minute);
+    assert_adds_up(&mut connection, &tag, &lost, "a lost sum").await;
+    let _: () = redis::cmd("SET")
+        .arg(&sum_key)
+        .arg(-7)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let wrong = run(&mut connection, &call(80_002, "peek", Mode::Peek)).await;
+    assert_eq!(wrong.counts.minute, full.counts.minute);
+    assert_adds_up(&mut connection, &tag, &wrong, "a sum that did not add up").await;
+
+    // Once everything has left the window, log and sum are gone together.
+    let empty = run(&mut connection, &call(200_000, "peek", Mode::Peek)).await;
+    assert_eq!(empty.counts.minute, 0);
+    let sum_exists: bool = redis::cmd("EXISTS")
+        .arg(&sum_key)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!sum_exists, "no sum is left without its log");
 }

@@ -683,7 +683,7 @@ async fn the_limit_script_runs_on_a_three_master_redis_cluster() {
         let tag = window::tenant_tag(tenant);
         let slot: u16 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
-            .arg(format!("{tag}:rl:log"))
+            .arg(format!("{tag}:rl:slots"))
             .query_async(&mut cluster)
             .await
             .unwrap();
