@@ -12,7 +12,7 @@
 //! a minute later, 40 removals. The sum itself is kept beside the log
 //! (`rl:slots:sum`) and changed by exactly the members a call adds, gives
 //! back or lets expire: summing the whole log on every call was most of the
-//! script's time (70–95 µs a call with a hundred-odd members, on a VM whose
+//! script's time (70–106 µs a call with a hundred-odd members, on a VM whose
 //! Redis shared its two cores). The log is `rl:slots`, not the older
 //! `rl:log` (one member per call, summed each time) or `rl:minute` (one
 //! per slot): a server still running an older script would change the log
@@ -63,6 +63,15 @@ local window = tonumber(ARGV[2])
 local function slots_of(member)
   return tonumber(string.match(member, ':(%d+)$')) or 0
 end
+-- The whole log's slots, the slow way: only for a sum that is missing or
+-- does not add up.
+local function recount()
+  local slots = 0
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    slots = slots + slots_of(member)
+  end
+  return slots
+end
 -- The minute's count is the sum of the log's slots, kept beside it
 -- (KEYS[6]) and changed with every member added or removed, so a call
 -- costs the members it touches rather than all of them. No log, no count;
@@ -70,13 +79,7 @@ end
 -- on its own) is summed afresh.
 local minute = 0
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  minute = tonumber(redis.call('GET', KEYS[6]) or '')
-  if not minute then
-    minute = 0
-    for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-      minute = minute + slots_of(member)
-    end
-  end
+  minute = tonumber(redis.call('GET', KEYS[6]) or '') or recount()
 end
 local back = tonumber(ARGV[16])
 if back > 0 then
@@ -112,10 +115,7 @@ end
 -- A sum that does not add up (the log changed behind the script's back) is
 -- never trusted below zero: the log is summed afresh.
 if minute < 0 then
-  minute = 0
-  for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    minute = minute + slots_of(member)
-  end
+  minute = recount()
 end
 local day = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), tonumber(ARGV[6]))
 local month = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(ARGV[7]))

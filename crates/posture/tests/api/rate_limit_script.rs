@@ -19,6 +19,12 @@ async fn run(connection: &mut MultiplexedConnection, call: &WindowCall) -> Windo
     window::parse_reply(raw)
 }
 
+/// A connection to the test's own Redis.
+async fn connect(redis: &RedisServer) -> MultiplexedConnection {
+    let client = redis::Client::open(redis.url()).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
 /// (minute, day, month) after the call.
 fn counted(reply: &WindowReply) -> (u64, u64, u64) {
     (reply.counts.minute, reply.counts.day, reply.counts.month)
@@ -27,8 +33,7 @@ fn counted(reply: &WindowReply) -> (u64, u64, u64) {
 #[tokio::test]
 async fn a_lease_is_one_member_and_its_unused_slots_come_back_exactly() {
     let redis = RedisServer::start().await;
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = connect(&redis).await;
     let tag = window::tenant_tag(TenantId::new_random());
     let limits = Limits {
         minute: 1_000,
@@ -138,8 +143,7 @@ async fn assert_adds_up(
 #[tokio::test]
 async fn the_kept_minute_sum_always_equals_a_recount_of_the_log() {
     let redis = RedisServer::start().await;
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = connect(&redis).await;
     let tag = window::tenant_tag(TenantId::new_random());
     let sum_key = format!("{tag}:rl:slots:sum");
     let limits = Limits {
