@@ -52,24 +52,43 @@ pub(crate) fn at(text: &str) -> DateTime<Utc> {
 
 /// An application on its own database and Redis, its limits on `clock`.
 async fn spawn(redis: &RedisServer, clock: &Arc<ManualClock>) -> TestApp {
-    let database = TestDatabase::create().await;
-    let mut config = test_config(&database);
-    use_redis(&mut config, redis);
-    config.rate_limits_enabled = true;
-    config.usage_flush_interval_ms = 100;
-    TestApp::spawn_on_with_clock(database, config, clock.clone()).await
+    spawn_tuned(TestDatabase::create().await, redis, clock, |_| {}).await
 }
 
 /// Another server on the same database, Redis and clock.
 async fn spawn_second(first: &TestApp, redis: &RedisServer, clock: &Arc<ManualClock>) -> TestApp {
-    let shared = TestDatabase {
-        name: first.database.name.clone(),
-    };
-    let mut config = test_config(&shared);
+    spawn_tuned(same_database(first), redis, clock, |_| {}).await
+}
+
+/// A server whose limits are on, on `database`, with `tune` applied last.
+async fn spawn_tuned(
+    database: TestDatabase,
+    redis: &RedisServer,
+    clock: &Arc<ManualClock>,
+    tune: fn(&mut posture::config::Config),
+) -> TestApp {
+    let mut config = test_config(&database);
     use_redis(&mut config, redis);
     config.rate_limits_enabled = true;
     config.usage_flush_interval_ms = 100;
-    TestApp::spawn_on_with_clock(shared, config, clock.clone()).await
+    tune(&mut config);
+    TestApp::spawn_on_with_clock(database, config, clock.clone()).await
+}
+
+fn same_database(first: &TestApp) -> TestDatabase {
+    TestDatabase {
+        name: first.database.name.clone(),
+    }
+}
+
+/// Redis settings for a test about the count servers share, not about Redis
+/// failing: on a test machine loaded by the rest of the suite, a fresh
+/// server's first calls (connecting, loading the script) can take longer
+/// than the usual 50 ms, and a server that falls back counts on its own.
+fn patient_redis(config: &mut posture::config::Config) {
+    config.redis_command_timeout_ms = 2_000;
+    config.redis_connect_timeout_ms = 2_000;
+    config.breaker_slow_call_ms = 2_000;
 }
 
 /// The tenant's recorded usage of `period` starting `start`, in PostgreSQL.
@@ -301,8 +320,8 @@ async fn the_month_quota_is_seeded_from_postgres_survives_a_redis_loss_and_reset
 async fn two_servers_sharing_redis_admit_the_limit_together() {
     let redis = RedisServer::start().await;
     let clock = Arc::new(ManualClock::new(at("2026-11-23T10:00:00Z")));
-    let first = spawn(&redis, &clock).await;
-    let second = spawn_second(&first, &redis, &clock).await;
+    let first = spawn_tuned(TestDatabase::create().await, &redis, &clock, patient_redis).await;
+    let second = spawn_tuned(same_database(&first), &redis, &clock, patient_redis).await;
     let tenant = first.create_tenant(Tier::Free).await;
     let mut requests = JoinSet::new();
     for i in 0..40 {
