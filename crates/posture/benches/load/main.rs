@@ -15,7 +15,8 @@
 //! 4. Starts `posture serve` (workers on, rate limits on), waits until every
 //!    tenant's posture view is computed.
 //! 5. Runs each scenario with `wrk` ([`wrk`]), sampling the CPU of the server,
-//!    PostgreSQL and Redis over the run and the server's peak RSS ([`procstat`]).
+//!    PostgreSQL and Redis over the run, the machine's steal time and the
+//!    server's peak RSS ([`procstat`]).
 //! 6. Runs the scan spike ([`spike`]) with fixed-rate cached reads beside it
 //!    ([`open_loop`]), unless `--spike-scans 0`.
 //! 7. Prints Markdown tables ([`table`]), with the ingestion benchmark's rows

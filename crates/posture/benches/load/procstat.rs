@@ -1,5 +1,6 @@
-//! CPU use of the server, PostgreSQL and Redis, and the server's peak RSS,
-//! read from `/proc` (Linux only, like the machine this runs on).
+//! CPU use of the server, PostgreSQL and Redis, the time the hypervisor took
+//! from the machine (steal), and the server's peak RSS, read from `/proc`
+//! (Linux only, like the machine this runs on).
 
 use serde::Serialize;
 use std::collections::HashMap;
@@ -15,6 +16,11 @@ pub struct CpuUse {
     pub server: f64,
     pub postgres: f64,
     pub redis: f64,
+    /// Cores' worth of time the hypervisor gave to other guests while this
+    /// machine's processes were ready to run (`steal` in `/proc/stat`): on
+    /// a shared host it can be a third of the machine, and a run measured so
+    /// says little about the code.
+    pub steal: f64,
 }
 
 /// CPU ticks used so far, per process group.
@@ -24,6 +30,8 @@ pub struct Sample {
     /// Per PostgreSQL or Redis process: backends come and go during a run.
     postgres: HashMap<u32, u64>,
     redis: HashMap<u32, u64>,
+    /// The whole machine's steal ticks.
+    steal: u64,
 }
 
 /// utime + stime of a process, and its command name.
@@ -41,10 +49,23 @@ fn ticks(pid: u32) -> Option<(String, u64)> {
     Some((name, utime + stime))
 }
 
+/// The machine's steal ticks so far: the eighth number of `/proc/stat`'s
+/// `cpu` line (user, nice, system, idle, iowait, irq, softirq, steal).
+fn steal_ticks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+            line.split_ascii_whitespace().nth(8)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 /// Samples the server (`server_pid`) and every postgres and redis-server process.
 pub fn sample(server_pid: u32) -> Sample {
     let mut sample = Sample {
         server: ticks(server_pid).map_or(0, |(_, t)| t),
+        steal: steal_ticks(),
         ..Sample::default()
     };
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -84,6 +105,7 @@ impl Sample {
             server: cores(self.server.saturating_sub(before.server)),
             postgres: cores(group(&self.postgres, &before.postgres)),
             redis: cores(group(&self.redis, &before.redis)),
+            steal: cores(self.steal.saturating_sub(before.steal)),
         }
     }
 }

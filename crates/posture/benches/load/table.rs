@@ -20,12 +20,12 @@ pub fn print_markdown(report: &Report) {
         report.settings.seconds,
         report.settings.warm_up,
     );
-    println!("| scenario | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx | errors | of hello | CPU server | CPU postgres | CPU redis |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| scenario | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx | errors | of hello | CPU server | CPU postgres | CPU redis | steal |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for result in &report.scenarios {
         let load = &result.load;
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
             result.name,
             load.requests,
             load.requests_per_second,
@@ -44,6 +44,7 @@ pub fn print_markdown(report: &Report) {
             result.cpu.server,
             result.cpu.postgres,
             result.cpu.redis,
+            result.cpu.steal,
         );
     }
     let seeded = &report.seeded;
@@ -55,7 +56,9 @@ pub fn print_markdown(report: &Report) {
     println!(
         "\nSeeded: {} tenants of mixed tiers ({}): {} enterprise load tenants (a read key each), one free \
          tenant for the 429 path, {} free/basic/premium tenants no scenario loads; {} findings. Server \
-         peak RSS: {}. CPU in cores (2 = the whole machine); the hello row's \"server\" is the hello process. \
+         peak RSS: {}. CPU in cores (2 = the whole machine); the hello row's \"server\" is the hello process; \
+         \"steal\": cores' worth of time the hypervisor gave other guests meanwhile (a run with much of it \
+         measured a busy host, not the code). \
          \"of hello\": the share of the bare hello's req/s measured just before the scenario (the hello row is \
          the first of these, alone on the machine before the server started).",
         seeded.tenants,
@@ -120,11 +123,11 @@ fn print_spike(spike: &SpikeResult) {
          tenants) at a fixed {}/s, latency from the scheduled send time:\n",
         spike.scans, spike.findings_per_scan, spike.tenants, spike.concurrency, spike.read_rate
     );
-    println!("| submitted in s | all processed in s | scans/s | findings/s | new | unchanged | resolved | rejected | failed | read p99 before ms | read p99 during ms | read errors | CPU server | CPU postgres | CPU redis |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| submitted in s | all processed in s | scans/s | findings/s | new | unchanged | resolved | rejected | failed | read p99 before ms | read p99 during ms | read errors | CPU server | CPU postgres | CPU redis | steal |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let during = &spike.reads_during;
     println!(
-        "| {:.2} | **{:.2}**{} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.2} | **{:.2}** | {} | {:.2} | {:.2} | {:.2} |",
+        "| {:.2} | **{:.2}**{} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.2} | **{:.2}** | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
         spike.submit_s,
         spike.processed_s,
         if spike.all_processed { "" } else { " (gave up)" },
@@ -141,6 +144,7 @@ fn print_spike(spike: &SpikeResult) {
         spike.cpu.server,
         spike.cpu.postgres,
         spike.cpu.redis,
+        spike.cpu.steal,
     );
     println!(
         "\nTargets: all processed within 20 s: {}; cached-read p99 during the spike ≤ 50 ms: {}; zero errors: {}. \
