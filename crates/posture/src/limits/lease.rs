@@ -61,11 +61,8 @@ const MIN_LEASE: u64 = 4;
 
 /// The requests a lease should last, at least, when the tenant is busy
 /// enough to lease at all: a tenant whose rate fills fewer in one hold holds
-/// its lease longer instead ([`lease_size`]). With 1,000 tenants sending two
-/// or three requests a second each (the load harness's database read) a
-/// hold's worth was a lease of two or three, and the limit script ran for
-/// nearly every other request (0.46 calls a request, some 75 µs of Redis's
-/// time each).
+/// its lease longer instead ([`lease_size`]), rather than calling the script
+/// for nearly every other request (docs/profiling.md, item 20).
 const REQUESTS_PER_LEASE: u64 = 8;
 
 /// The longest a lease is stretched for [`REQUESTS_PER_LEASE`] (never below
@@ -246,17 +243,18 @@ fn lease_size(rate: u64, hold_ms: i64, most: u64) -> (u64, i64) {
     if rate < 2 || hold_ms <= 0 || hold_ms >= LONGEST_STRETCHED_HOLD_MS {
         return plain;
     }
-    let longest = LONGEST_STRETCHED_HOLD_MS.unsigned_abs();
     let stretched = REQUESTS_PER_LEASE
-        .min(rate.saturating_mul(longest) / 1_000)
+        .min(rate.saturating_mul(LONGEST_STRETCHED_HOLD_MS.unsigned_abs()) / 1_000)
         .min(most);
     if stretched <= plain.0 {
         return plain;
     }
-    // Long enough for `rate` to use them all.
-    let stretched_ms = (stretched * 1_000).div_ceil(rate).min(longest);
-    let stretched_ms = i64::try_from(stretched_ms).unwrap_or(LONGEST_STRETCHED_HOLD_MS);
-    (stretched, stretched_ms.max(hold_ms))
+    // Long enough for `rate` to use them all: longer than `hold_ms` (more
+    // slots than a hold's worth) and at most the longest stretch (no more
+    // than that many seconds' worth), by how `stretched` was chosen.
+    let stretched_ms =
+        i64::try_from((stretched * 1_000).div_ceil(rate)).unwrap_or(LONGEST_STRETCHED_HOLD_MS);
+    (stretched, stretched_ms)
 }
 
 /// The leases and refusals of every tenant this server serves.
