@@ -3,7 +3,9 @@
 use crate::support::database::TestDatabase;
 use crate::support::proxy::DbProxy;
 use crate::support::{assert_problem, test_config, TestApp};
-use posture_domain::Tier;
+use posture::auth::LastUsedRecorder;
+use posture::store::{PoolSettings, Store};
+use posture_domain::{ApiKeyId, Tier};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use std::time::{Duration, Instant};
@@ -311,6 +313,63 @@ async fn last_used_at_is_recorded_off_the_request_path() {
     }
     let recorded = recorded.expect("last_used_at was not written within 5 s");
     assert!((chrono::Utc::now() - recorded).num_seconds() < 10);
+}
+
+/// One flush writes the keys of every tenant it saw in one statement, as the
+/// application role; a key id is only ever matched within the tenant it was
+/// verified for, and a key written within the last minute is left alone.
+#[tokio::test]
+async fn one_flush_records_the_keys_of_every_tenant_and_no_one_elses() {
+    let app = TestApp::spawn().await;
+    let first = app.create_tenant(Tier::Basic).await;
+    let second = app.create_tenant(Tier::Enterprise).await;
+    let first_key = key_id_of(&app.issue_key(first.id, &["read"]).await);
+    let second_key = key_id_of(&app.issue_key(second.id, &["read"]).await);
+    let as_app = Store::connect_lazy(
+        &app.database.app_url(),
+        &PoolSettings::for_command(&test_config(&app.database)),
+    )
+    .unwrap();
+    let mut owner = PgConnection::connect(&app.database.owner_url())
+        .await
+        .unwrap();
+
+    // The second tenant's key id under the first tenant matches nothing.
+    let misattributed = LastUsedRecorder::default();
+    misattributed.record(first.id, &second_key);
+    misattributed.flush(&as_app).await;
+    assert_eq!(misattributed.pending_count(), 0);
+    assert!(read_last_used(&mut owner, &second.id, second_key.as_str())
+        .await
+        .is_none());
+
+    let recorder = LastUsedRecorder::default();
+    recorder.record(first.id, &first_key);
+    recorder.record(second.id, &second_key);
+    assert_eq!(recorder.pending_count(), 2);
+    recorder.flush(&as_app).await;
+    let first_used = read_last_used(&mut owner, &first.id, first_key.as_str()).await;
+    let second_used = read_last_used(&mut owner, &second.id, second_key.as_str()).await;
+    let first_used = first_used.expect("the first tenant's key was not recorded");
+    assert!(
+        second_used.is_some(),
+        "the second tenant's key was not recorded"
+    );
+    assert!((chrono::Utc::now() - first_used).num_seconds() < 10);
+
+    // Another server reporting the same key a moment later writes nothing.
+    let another_server = LastUsedRecorder::default();
+    another_server.record(first.id, &first_key);
+    another_server.flush(&as_app).await;
+    assert_eq!(
+        read_last_used(&mut owner, &first.id, first_key.as_str()).await,
+        Some(first_used)
+    );
+}
+
+/// The key id inside a full `sp_live_…` token.
+fn key_id_of(token: &str) -> ApiKeyId {
+    ApiKeyId::parse(&token[30..42]).expect("a key id")
 }
 
 async fn read_last_used(
