@@ -15,7 +15,7 @@ use posture_domain::TenantId;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The request's `If-None-Match` values — all a cached read looks at — as a
 /// header map of their own: taken without copying the request's other
@@ -92,19 +92,20 @@ pub fn respond(headers: &HeaderMap, view: &CachedView, max_age_secs: u64) -> Res
     )
 }
 
-/// `private, max-age=<max_age_secs>`, made once per value (it is the same
-/// for every cached read of a server).
+/// `private, max-age=<max_age_secs>`, made once for the first value asked for
+/// (every cached read of a server asks for the same one) and read without a
+/// lock from then on; another value is formatted each time.
 fn private_cache_control(max_age_secs: u64) -> HeaderValue {
-    static LAST: std::sync::Mutex<Option<(u64, HeaderValue)>> = std::sync::Mutex::new(None);
-    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    match &*last {
-        Some((age, value)) if *age == max_age_secs => value.clone(),
-        _ => {
-            let value = HeaderValue::from_str(&format!("private, max-age={max_age_secs}"))
-                .unwrap_or(HeaderValue::from_static("private, no-cache"));
-            *last = Some((max_age_secs, value.clone()));
-            value
-        }
+    static FIRST: OnceLock<(u64, HeaderValue)> = OnceLock::new();
+    let format = |age: u64| {
+        HeaderValue::from_str(&format!("private, max-age={age}"))
+            .unwrap_or(HeaderValue::from_static("private, no-cache"))
+    };
+    let (age, value) = FIRST.get_or_init(|| (max_age_secs, format(max_age_secs)));
+    if *age == max_age_secs {
+        value.clone()
+    } else {
+        format(max_age_secs)
     }
 }
 
@@ -138,20 +139,23 @@ fn respond_tagged(
         )
             .into_response();
     }
-    (
-        StatusCode::OK,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (header::ETAG, etag_value),
-            (header::CACHE_CONTROL, cache_control),
-        ],
-        body,
-    )
-        .into_response()
+    let mut response = Response::new(axum::body::Body::from(body));
+    // Room for the rate-limit headers and the request id added on the way
+    // out, so the map is allocated once rather than grown and rehashed.
+    let headers = response.headers_mut();
+    headers.reserve(RESPONSE_HEADERS);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::ETAG, etag_value);
+    headers.insert(header::CACHE_CONTROL, cache_control);
+    response
 }
+
+/// Headers a cached read's response ends up with: its own three, five
+/// rate-limit headers and the request id.
+const RESPONSE_HEADERS: usize = 9;
 
 /// A strong ETag for `body`: `"<hex>"` of the first 16 bytes of its SHA-256,
 /// so equal bodies have equal tags however they were produced.

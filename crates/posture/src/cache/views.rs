@@ -182,15 +182,20 @@ pub async fn bump_generation(redis: &Redis, tenant: TenantId, generation: Genera
     redis.query::<u64>(&command).await.is_ok()
 }
 
+/// The caches' hasher. Every read hashes its two L1 keys (about 70 bytes
+/// each) and its tenant's id: foldhash, seeded per process like the standard
+/// library's SipHash but several times faster on such keys.
+type KeyHasher = foldhash::fast::RandomState;
+
 /// The view cache of this process.
 pub struct ViewCache {
     settings: ViewCacheSettings,
     redis: Redis,
-    l1: moka::future::Cache<String, Arc<CachedView>>,
+    l1: moka::future::Cache<String, Arc<CachedView>, KeyHasher>,
     /// Tenant → its versions, trusted for `version_ttl` after they were read.
-    versions: moka::sync::Cache<TenantId, TenantVersions>,
+    versions: moka::sync::Cache<TenantId, TenantVersions, KeyHasher>,
     /// Keys being refreshed early, so one hot key gets one refresh.
-    refreshing: moka::sync::Cache<String, ()>,
+    refreshing: moka::sync::Cache<String, (), KeyHasher>,
     /// Tenants whose versions are being read in the background.
     reading_versions: Mutex<HashSet<TenantId>>,
     /// Tenant → how many times this process invalidated its views. Part of
@@ -216,15 +221,15 @@ impl ViewCache {
                 .time_to_live(settings.l1_ttl)
                 // Lets `invalidate_tenant` drop a tenant's entries by key prefix.
                 .support_invalidation_closures()
-                .build(),
+                .build_with_hasher(KeyHasher::default()),
             versions: moka::sync::Cache::builder()
                 .max_capacity(settings.l1_capacity)
                 .time_to_live(Duration::from_secs(600))
-                .build(),
+                .build_with_hasher(KeyHasher::default()),
             refreshing: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(30))
-                .build(),
+                .build_with_hasher(KeyHasher::default()),
             settings,
             redis,
             reading_versions: Mutex::default(),
