@@ -168,6 +168,54 @@ async fn the_app_role_is_restricted() {
     );
 }
 
+/// Functions that run as the owner (`SECURITY DEFINER`: the job claim, usage,
+/// key use) step around row-level security, so each must pin its
+/// `search_path` (or a caller's objects could stand in for ours) and be
+/// executable by no one but the app role — not by `PUBLIC`, the default.
+#[tokio::test]
+async fn functions_run_as_the_owner_pin_their_search_path_and_only_the_app_role_calls_them() {
+    let database = TestDatabase::create().await;
+    let mut connection = PgConnection::connect(&database.owner_url()).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT p.oid::regprocedure::text AS name,
+                coalesce(array_to_string(p.proconfig, ','), '') AS config,
+                coalesce((SELECT array_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                                         ELSE pg_get_userbyid(a.grantee)::text END)
+                          FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                          WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner),
+                         '{}') AS callers
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'public' AND p.prosecdef
+         ORDER BY 1",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    let names: Vec<String> = rows.iter().map(|row| row.get("name")).collect();
+    for expected in ["add_api_usage(", "touch_api_keys(", "claim_jobs("] {
+        assert!(
+            names.iter().any(|name| name.starts_with(expected)),
+            "{expected}…) is not among the owner's functions: {names:?}"
+        );
+    }
+    let mut failures = Vec::new();
+    for row in &rows {
+        let name: String = row.get("name");
+        let config: String = row.get("config");
+        let callers: Vec<String> = row.get("callers");
+        if !config
+            .split(',')
+            .any(|setting| setting.starts_with("search_path="))
+        {
+            failures.push(format!("{name}: no pinned search_path"));
+        }
+        if callers != ["posture_app"] {
+            failures.push(format!("{name}: executable by {callers:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 #[tokio::test]
 async fn without_a_tenant_the_app_role_sees_nothing_and_cannot_insert() {
     // Limits on, so the requests are counted into api_usage.
