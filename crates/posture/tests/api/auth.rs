@@ -5,7 +5,7 @@ use crate::support::proxy::DbProxy;
 use crate::support::{assert_problem, test_config, TestApp};
 use posture::auth::LastUsedRecorder;
 use posture::store::{PoolSettings, Store};
-use posture_domain::{ApiKeyId, Tier};
+use posture_domain::{ApiKeyId, ApiKeyToken, Tier};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use std::time::{Duration, Instant};
@@ -369,7 +369,10 @@ async fn one_flush_records_the_keys_of_every_tenant_and_no_one_elses() {
 
 /// The key id inside a full `sp_live_…` token.
 fn key_id_of(token: &str) -> ApiKeyId {
-    ApiKeyId::parse(&token[30..42]).expect("a key id")
+    ApiKeyToken::parse(token)
+        .expect("a well-formed token")
+        .key_id()
+        .clone()
 }
 
 async fn read_last_used(
