@@ -52,22 +52,33 @@ macro_rules! prefixed_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                // On the stack: ids are shown for every row of every page.
+        impl $name {
+            /// The prefixed form as ASCII bytes, on the stack: ids are shown
+            /// for every row of every page, and this skips `fmt` (which, with
+            /// serde's `collect_str`, cost more than the encoding itself).
+            pub fn to_ascii(&self) -> [u8; $prefix.len() + 1 + base62::U128_WIDTH] {
                 let mut text = [0u8; $prefix.len() + 1 + base62::U128_WIDTH];
                 let (prefix, body) = text.split_at_mut(Self::PREFIX.len());
                 prefix.copy_from_slice(Self::PREFIX.as_bytes());
                 let fits = base62::encode_into(self.0.as_u128(), body);
                 debug_assert!(fits, "a u128 fits 22 base62 characters");
+                text
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 // Prefix and alphabet are ASCII.
-                f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+                f.write_str(std::str::from_utf8(&self.to_ascii()).map_err(|_| fmt::Error)?)
             }
         }
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self)
+                let text = self.to_ascii();
+                // Prefix and alphabet are ASCII.
+                let text = std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?;
+                serializer.serialize_str(text)
             }
         }
 
@@ -137,6 +148,23 @@ mod tests {
             "overflow"
         );
         assert!(FindingId::parse(&FindingId::new().to_string()).is_some());
+    }
+
+    #[test]
+    fn ids_serialize_as_they_display() {
+        let finding = FindingId::from_uuid(Uuid::from_u128(u128::MAX));
+        let text = finding.to_string();
+        assert_eq!(text, format!("fnd_{}", "7n42DGM5Tflk9n8mt7Fhc7"));
+        assert_eq!(
+            serde_json::to_string(&finding).unwrap(),
+            format!("\"{text}\"")
+        );
+        let asset = AssetId::from_uuid(Uuid::nil());
+        assert_eq!(asset.to_string(), format!("ast_{}", "0".repeat(22)));
+        assert_eq!(
+            serde_json::to_string(&asset).unwrap(),
+            format!("\"ast_{}\"", "0".repeat(22))
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 
 use super::error::{ApiError, FieldError};
 use super::extract::{ApiJson, ApiQuery};
-use super::pagination::{Cursor, Page, PageQuery};
+use super::finding_json;
+use super::pagination::{Cursor, Page, PageItem, PageQuery};
 use super::timestamp;
 use crate::auth::TenantContext;
 use crate::state::AppState;
@@ -28,7 +29,7 @@ const STATUSES: [&str; 5] = [
 ];
 
 /// A finding.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FindingView {
     #[schema(value_type = String, example = "fnd_0Xq3…")]
     pub id: FindingId,
@@ -70,14 +71,14 @@ pub struct FindingView {
 }
 
 /// Where in the code.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LocationView {
     pub uri: String,
     pub line: Option<i32>,
 }
 
 /// Which dependency.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PackageView {
     pub purl: Option<String>,
     pub name: String,
@@ -105,6 +106,13 @@ pub struct FindingDetail {
     #[serde(flatten)]
     pub finding: FindingView,
     pub history: Vec<FindingEventView>,
+}
+
+impl PageItem for FindingView {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        finding_json::write_finding(self, out);
+        Ok(())
+    }
 }
 
 impl From<FindingRecord> for FindingView {
@@ -278,9 +286,13 @@ pub async fn list(
     let page = PageQuery::new(query.limit, query.cursor);
     let limit = page.limit()?;
     let after = after_finding(&page)?;
-    let records = crate::tenant_read!(state.store, context.tenant_id, |tx| {
-        finding_queries::list(&mut tx, &filter, after, limit + 1).await?
-    })?;
+    let records = if filter.is_empty() {
+        finding_queries::page(&state.store, context.tenant_id, after, limit + 1).await?
+    } else {
+        crate::tenant_read!(state.store, context.tenant_id, |tx| {
+            finding_queries::list(&mut tx, &filter, after, limit + 1).await?
+        })?
+    };
     Ok(Page::from_rows(
         records,
         limit,

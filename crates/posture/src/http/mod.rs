@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod compliance;
 pub mod error;
 pub mod extract;
+pub mod finding_json;
 pub mod findings;
 pub mod frameworks;
 pub mod health;

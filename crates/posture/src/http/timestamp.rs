@@ -35,6 +35,25 @@ pub fn optional<S: Serializer>(
     }
 }
 
+/// Appends `at` to a JSON text as a string, exactly as [`serialize`] writes it
+/// through serde_json (for writers that skip serde: `finding_json`).
+pub fn write_json(at: &DateTime<Utc>, out: &mut Vec<u8>) {
+    let mut text = [0u8; MAX_LEN];
+    match write(at, &mut text) {
+        // Digits and separators: nothing to escape.
+        Some(len) => {
+            out.push(b'"');
+            out.extend_from_slice(&text[..len]);
+            out.push(b'"');
+        }
+        None => {
+            let text = at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            // Writing into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, &text);
+        }
+    }
+}
+
 /// Writes `at` into `out` and returns the length; `None` for what the fast
 /// path does not cover (years outside 0–9999, leap seconds), which chrono
 /// writes instead.
@@ -142,6 +161,23 @@ mod tests {
     fn out_of_range_years_fall_back_to_chrono() {
         let at = DateTime::<Utc>::from_timestamp(-62_135_596_801, 0).unwrap();
         assert_eq!(fast(&at), serde_json::to_string(&at).unwrap());
+        let mut written = Vec::new();
+        write_json(&at, &mut written);
+        assert_eq!(written, serde_json::to_vec(&at).unwrap());
+    }
+
+    proptest! {
+        #[test]
+        fn json_written_directly_is_what_serde_writes(
+            seconds in -62_135_596_800i64..253_402_300_800,
+            nanos in 0u32..1_000_000_000,
+        ) {
+            let at = DateTime::<Utc>::from_timestamp(seconds, nanos).unwrap();
+            let mut written = b"[".to_vec();
+            write_json(&at, &mut written);
+            written.push(b']');
+            prop_assert_eq!(written, serde_json::to_vec(&[at]).unwrap());
+        }
     }
 
     #[test]

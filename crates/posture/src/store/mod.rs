@@ -4,7 +4,10 @@
 //! `SET LOCAL app.tenant_id = …` — transaction-local, sent in the same round
 //! trip as the `BEGIN` — and row-level security does the rest. Repository functions
 //! take `&mut TenantTx`, so a tenant query cannot run outside a tenant
-//! transaction. Cross-tenant operator work lives in [`operator`], which needs a
+//! transaction. The one exception is a statement that binds its tenant
+//! itself, for its own transaction, in a function of the schema: the findings
+//! list's page without filters ([`finding_queries::page`]), the most frequent
+//! read, in one round trip instead of three. Cross-tenant operator work lives in [`operator`], which needs a
 //! pool connected as the schema owner.
 
 pub mod api_keys;
@@ -29,6 +32,7 @@ pub mod webhooks;
 
 use beginning::Beginning;
 use posture_domain::TenantId;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres, Transaction};
 use std::str::FromStr;
@@ -237,6 +241,15 @@ impl Store {
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let _waiting = WaitingGuard::enter(&self.waiting);
         Beginning::on(&self.pool, None).await
+    }
+
+    /// A pooled connection outside any transaction, for a statement that
+    /// binds its tenant itself for its own transaction (the function
+    /// `findings_page`, [`finding_queries::page`]); every other tenant read
+    /// goes through a [`TenantTx`].
+    pub(crate) async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        let _waiting = WaitingGuard::enter(&self.waiting);
+        self.pool.acquire().await
     }
 
     /// Round-trip time of `SELECT 1`, for readiness.

@@ -163,3 +163,105 @@ async fn each_tenant_transaction_starts_bound_and_in_its_mode() {
     .unwrap();
     assert_eq!(written, 1, "only the plain transaction wrote");
 }
+
+/// The findings page without filters is one statement, `findings_page`,
+/// which binds the tenant for its own transaction: it returns what the
+/// general path returns for an empty filter, page after page, is planned once
+/// per connection, and leaves neither its tenant nor its read-only mode nor a
+/// transaction on the connection it gives back.
+#[tokio::test]
+async fn the_unfiltered_findings_page_is_one_statement_that_leaves_nothing_bound() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant(Tier::Enterprise).await;
+    let other = app.create_tenant(Tier::Enterprise).await;
+    for (owner, findings) in [(tenant.id, 120), (other.id, 30)] {
+        let mut tx = app.owner.begin_tenant(owner).await.unwrap();
+        sqlx::query(
+            "INSERT INTO assets (tenant_id, id, kind, name, criticality)
+             SELECT current_setting('app.tenant_id')::uuid, gen_random_uuid(), 'repository',
+                    'github.com/acme/api', 'high'",
+        )
+        .execute(tx.conn())
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO findings (tenant_id, id, asset_id, fingerprint, tool_name, rule_id, title,
+                                   severity, cwe_ids, status, first_seen_at, last_seen_at)
+             SELECT a.tenant_id, gen_random_uuid(), a.id, 'page:' || g, 'semgrep', 'rule-' || g,
+                    'Finding ' || g, 'high', '{79}', 'open', now(), now()
+             FROM assets a, generate_series(1, $1) AS g
+             WHERE a.tenant_id = current_setting('app.tenant_id')::uuid",
+        )
+        .bind(findings)
+        .execute(tx.conn())
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    let store = one_connection_store(&app);
+    let mut after = None;
+    let mut seen = 0;
+    // Seven pages of 16, then the last 8 of the tenant's 120: more than the
+    // five executions PostgreSQL plans for before it tries a generic plan.
+    for _ in 0..7 {
+        let page = finding_queries::page(&store, tenant.id, after, 16)
+            .await
+            .unwrap();
+        let expected = posture::tenant_read!(store, tenant.id, |tx| {
+            finding_queries::list(&mut tx, &FindingFilter::default(), after, 16).await?
+        })
+        .unwrap();
+        let ids = |records: &[finding_queries::FindingRecord]| -> Vec<uuid::Uuid> {
+            records.iter().map(|record| record.id).collect()
+        };
+        assert_eq!(
+            ids(&page),
+            ids(&expected),
+            "the page differs from the list's"
+        );
+        assert_eq!(page.len(), 16);
+        seen += page.len();
+        after = page
+            .last()
+            .map(|last| posture_domain::ids::FindingId::from_uuid(last.id));
+
+        let mut connection = store.pool().acquire().await.unwrap();
+        let (bound, read_only): (Option<String>, String) = sqlx::query_as(
+            "SELECT nullif(current_setting('app.tenant_id', true), ''),
+                    current_setting('transaction_read_only')",
+        )
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
+        assert_eq!(bound, None, "the page's tenant outlived it");
+        assert_eq!(read_only, "off", "the page's read-only mode outlived it");
+        // SAVEPOINT works only inside a transaction block.
+        let savepoint = sqlx::raw_sql("SAVEPOINT probe")
+            .execute(&mut *connection)
+            .await;
+        assert!(savepoint.is_err(), "the page left a transaction open");
+    }
+    assert_eq!(seen, 112);
+    let rest = finding_queries::page(&store, tenant.id, after, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        seen + rest.len(),
+        120,
+        "the pages miss some of the tenant's findings or add the other's"
+    );
+
+    let mut connection = store.pool().acquire().await.unwrap();
+    let (generic, custom): (i64, i64) = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+         WHERE statement LIKE 'SELECT id, asset_id,%FROM findings_page(%'",
+    )
+    .fetch_one(&mut *connection)
+    .await
+    .unwrap();
+    assert!(
+        generic >= 2,
+        "the page was planned for every execution: {generic} generic, {custom} custom plans"
+    );
+}

@@ -1,0 +1,41 @@
+-- A tenant's findings, newest first, a page at a time and without filters:
+-- the most frequent read there is (`GET /v1/findings`, the dashboard's list),
+-- in one statement.
+--
+-- The general path is a read-only transaction that sets the tenant (one round
+-- trip), selects the page (a second) and rolls back (a third, which sqlx sends
+-- with its check of the connection given back to the pool). Here the function
+-- sets the tenant for its own statement's transaction and selects the page in
+-- it: one round trip, and PostgreSQL parses no BEGIN, SET or ROLLBACK.
+--
+-- It runs as its caller (SECURITY INVOKER, the default), so row-level security
+-- confines the page to the tenant it sets, exactly as in a tenant transaction:
+-- the tenant it is given comes from the verified credential, and the
+-- `tenant_id = page_tenant` condition only lets the index find the rows.
+-- Both settings are local to the statement's transaction, which ends with the
+-- statement: nothing of them stays on the pooled connection.
+--
+-- `plan_cache_mode`: the page size is a parameter, and a generic plan costed
+-- for an unknown LIMIT never beats the custom plans, so PostgreSQL would plan
+-- every call anew (0.11 ms, twice the page's execution; docs/profiling.md
+-- item 4). The generic plan is the walk down `findings_by_page` whatever the
+-- size (the server asks for at most 101 rows), so it is forced.
+CREATE FUNCTION findings_page(page_tenant uuid, before_id uuid, page_size integer)
+RETURNS SETOF findings
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    -- As in `BEGIN READ ONLY`: a read, held to that by PostgreSQL.
+    PERFORM set_config('transaction_read_only', 'on', true);
+    PERFORM set_config('app.tenant_id', page_tenant::text, true);
+    RETURN QUERY
+        SELECT * FROM public.findings
+        WHERE tenant_id = page_tenant
+          AND id < coalesce(before_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
+        ORDER BY id DESC
+        LIMIT page_size;
+END;
+$$;
+REVOKE ALL ON FUNCTION findings_page(uuid, uuid, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION findings_page(uuid, uuid, integer) TO posture_app;
