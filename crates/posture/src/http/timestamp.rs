@@ -8,7 +8,7 @@
 //! `#[serde(serialize_with = "timestamp::serialize")]`, or
 //! `timestamp::optional` for an `Option`.
 
-use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serializer;
 
 /// Longest text: `9999-12-31T23:59:59.123456789Z`.
@@ -57,24 +57,34 @@ pub fn write_json(at: &DateTime<Utc>, out: &mut Vec<u8>) {
 /// Writes `at` into `out` and returns the length; `None` for what the fast
 /// path does not cover (years outside 0–9999, leap seconds), which chrono
 /// writes instead.
+///
+/// The date comes from the seconds since the epoch by civil-from-days
+/// arithmetic, not chrono's accessors (each of which unpacks its internal
+/// ordinal form again), and digits go two at a time from a table: a page of
+/// findings writes about 120 timestamps, and this was 425 instructions each.
 fn write(at: &DateTime<Utc>, out: &mut [u8; MAX_LEN]) -> Option<usize> {
-    let year = u32::try_from(at.year()).ok().filter(|year| *year <= 9999)?;
-    let nanos = at.nanosecond();
+    let nanos = at.timestamp_subsec_nanos();
     if nanos >= 1_000_000_000 {
         return None;
     }
+    let seconds = at.timestamp();
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let year = u32::try_from(year).ok().filter(|year| *year <= 9999)?;
+    // Below 86,400: fits.
+    let second_of_day = seconds.rem_euclid(86_400) as u32;
     let mut text = Text { out, len: 0 };
-    text.digits(year, 4);
+    text.pair(year / 100);
+    text.pair(year % 100);
     text.byte(b'-');
-    text.digits(at.month(), 2);
+    text.pair(month);
     text.byte(b'-');
-    text.digits(at.day(), 2);
+    text.pair(day);
     text.byte(b'T');
-    text.digits(at.hour(), 2);
+    text.pair(second_of_day / 3_600);
     text.byte(b':');
-    text.digits(at.minute(), 2);
+    text.pair(second_of_day / 60 % 60);
     text.byte(b':');
-    text.digits(at.second(), 2);
+    text.pair(second_of_day % 60);
     // As few fractional digits as show the value, in steps of three.
     if nanos != 0 {
         text.byte(b'.');
@@ -90,6 +100,37 @@ fn write(at: &DateTime<Utc>, out: &mut [u8; MAX_LEN]) -> Option<usize> {
     Some(text.len)
 }
 
+/// The proleptic Gregorian (year, month, day) of `days` since 1970-01-01
+/// (Howard Hinnant's `civil_from_days`: eras of 400 years, years that start
+/// in March so the leap day comes last).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    // Day of the era, 0–146,096.
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    // Months from March, 0–11.
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    // All three are small and non-negative.
+    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `00` to `99`, two bytes each.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 /// A cursor writing into the stack buffer.
 struct Text<'a> {
     out: &'a mut [u8; MAX_LEN],
@@ -100,6 +141,13 @@ impl Text<'_> {
     fn byte(&mut self, byte: u8) {
         self.out[self.len] = byte;
         self.len += 1;
+    }
+
+    /// `value` (below 100) as two decimal digits.
+    fn pair(&mut self, value: u32) {
+        let at = value as usize % 100 * 2;
+        self.out[self.len..self.len + 2].copy_from_slice(&PAIRS[at..at + 2]);
+        self.len += 2;
     }
 
     /// `value` as exactly `count` decimal digits, zero-padded.
