@@ -86,20 +86,11 @@ impl<T> Page<T> {
 /// instead of one that doubles (and copies) a dozen times on the way.
 const JSON_BYTES_PER_ITEM: usize = 640;
 
-/// An item of a [`Page`] that is a response of its own: how it is written
-/// into the page's JSON text.
-pub trait PageItem: Serialize {
-    /// Appends the item as JSON, as serde_json writes it (the default); an
-    /// item may write the same text faster.
-    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        serde_json::to_writer(out, self)
-    }
-}
-
-impl<T: PageItem> IntoResponse for Page<T> {
+impl<T: Serialize> IntoResponse for Page<T> {
     fn into_response(self) -> Response {
-        match self.to_json() {
-            Ok(body) => (
+        let mut body = Vec::with_capacity(64 + self.data.len() * JSON_BYTES_PER_ITEM);
+        match serde_json::to_writer(&mut body, &self) {
+            Ok(()) => (
                 [(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
@@ -112,28 +103,6 @@ impl<T: PageItem> IntoResponse for Page<T> {
                     .into_response()
             }
         }
-    }
-}
-
-impl<T: PageItem> Page<T> {
-    /// The page as JSON: the text serde_json writes for it, with each item
-    /// written by [`PageItem::write_json`].
-    fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let mut body = Vec::with_capacity(64 + self.data.len() * JSON_BYTES_PER_ITEM);
-        body.extend_from_slice(b"{\"data\":[");
-        for (index, item) in self.data.iter().enumerate() {
-            if index > 0 {
-                body.push(b',');
-            }
-            item.write_json(&mut body)?;
-        }
-        body.push(b']');
-        if let Some(cursor) = &self.next_cursor {
-            body.extend_from_slice(b",\"next_cursor\":");
-            serde_json::to_writer(&mut body, cursor)?;
-        }
-        body.push(b'}');
-        Ok(body)
     }
 }
 
@@ -199,32 +168,6 @@ impl Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Serialize)]
-    struct Item {
-        name: &'static str,
-    }
-
-    impl PageItem for Item {}
-
-    #[test]
-    fn a_page_is_written_as_serde_writes_it() {
-        for next_cursor in [None, Some("6162\"".to_owned())] {
-            let page = Page {
-                data: vec![Item { name: "a" }, Item { name: "b\n" }],
-                next_cursor,
-            };
-            assert_eq!(
-                String::from_utf8(page.to_json().unwrap()).unwrap(),
-                serde_json::to_string(&page).unwrap()
-            );
-        }
-        let empty: Page<Item> = Page {
-            data: Vec::new(),
-            next_cursor: None,
-        };
-        assert_eq!(empty.to_json().unwrap(), br#"{"data":[]}"#);
-    }
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {

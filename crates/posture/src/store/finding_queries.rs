@@ -1,133 +1,13 @@
 //! Reading and triaging findings of the transaction's tenant.
 
+use super::finding_rows::FINDING_COLUMNS;
+pub use super::finding_rows::{FindingRecord, FindingRow, FindingRows};
 use super::retry::retry_read;
 use super::{Store, TenantTx};
 use chrono::{DateTime, Utc};
 use posture_domain::ids::{AssetId, FindingId, ScanId};
 use posture_domain::TenantId;
 use uuid::Uuid;
-
-/// Declares [`FindingRecord`], the column list its statements select
-/// ([`FINDING_COLUMNS`]) and its decoding, from one list of fields, so the
-/// columns are read by position — the order cannot drift from the list — and
-/// not by name (a name lookup per column and row was a tenth of a page's CPU
-/// time on the server).
-///
-/// The columns' types are checked against the fields' once per result, on
-/// its first row — every row of a result has the same columns — and the
-/// values decoded without sqlx's check of each one (`try_get` compares the
-/// column's type with every type a field accepts, six for a `String`: under
-/// callgrind two thirds of decoding a page, a fifth of the server's
-/// instructions for it).
-macro_rules! finding_record {
-    ($($field:ident: $type:ty),+ $(,)?) => {
-        /// A finding as stored.
-        #[derive(Debug, Clone)]
-        pub struct FindingRecord {
-            $(pub $field: $type,)+
-        }
-
-        /// The columns of a [`FindingRecord`], in its fields' order.
-        const FINDING_COLUMNS: &str = finding_columns!($($field),+);
-
-        impl FindingRecord {
-            /// Decodes the rows of a statement that selected [`FINDING_COLUMNS`].
-            fn from_rows(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<FindingRecord>, sqlx::Error> {
-                let Some(first) = rows.first() else {
-                    return Ok(Vec::new());
-                };
-                Self::check_columns(first)?;
-                rows.iter().map(Self::decode_checked_row).collect()
-            }
-
-            /// Whether `row`'s columns are those of a [`FindingRecord`], in
-            /// number and types.
-            fn check_columns(row: &sqlx::postgres::PgRow) -> Result<(), sqlx::Error> {
-                use sqlx::{Column, Row, TypeInfo};
-                type Compatible = fn(&sqlx::postgres::PgTypeInfo) -> bool;
-                let fields: &[(&str, &str, Compatible)] = &[$(
-                    (
-                        stringify!($field),
-                        stringify!($type),
-                        <$type as sqlx::Type<sqlx::Postgres>>::compatible,
-                    ),
-                )+];
-                let columns = row.columns();
-                if columns.len() != fields.len() {
-                    return Err(sqlx::Error::Protocol(format!(
-                        "a finding has {} columns, the statement returned {}",
-                        fields.len(),
-                        columns.len()
-                    )));
-                }
-                for (column, (field, rust_type, compatible)) in columns.iter().zip(fields) {
-                    if !compatible(column.type_info()) {
-                        return Err(sqlx::Error::ColumnDecode {
-                            index: (*field).to_owned(),
-                            source: format!(
-                                "a {} column cannot be read as {rust_type}",
-                                column.type_info().name()
-                            )
-                            .into(),
-                        });
-                    }
-                }
-                Ok(())
-            }
-
-            /// Decodes a row whose columns [`Self::check_columns`] accepted
-            /// (or those of another row of the same result).
-            fn decode_checked_row(row: &sqlx::postgres::PgRow) -> Result<FindingRecord, sqlx::Error> {
-                use sqlx::Row;
-                let mut column = 0..;
-                let mut next = || column.next().unwrap_or_default();
-                Ok(FindingRecord {
-                    $($field: row.try_get_unchecked(next())?,)+
-                })
-            }
-        }
-
-        impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for FindingRecord {
-            fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
-                Self::check_columns(row)?;
-                Self::decode_checked_row(row)
-            }
-        }
-    };
-}
-
-/// `"a, b, c"` from the field names `a, b, c`.
-macro_rules! finding_columns {
-    ($first:ident $(, $field:ident)*) => {
-        concat!(stringify!($first) $(, ", ", stringify!($field))*)
-    };
-}
-
-finding_record! {
-    id: Uuid,
-    asset_id: Uuid,
-    fingerprint: String,
-    tool_name: String,
-    rule_id: String,
-    title: String,
-    description: Option<String>,
-    severity: String,
-    cwe_ids: Vec<i32>,
-    vulnerability_ids: Vec<String>,
-    location_uri: Option<String>,
-    location_line: Option<i32>,
-    package_purl: Option<String>,
-    package_name: Option<String>,
-    package_version: Option<String>,
-    status: String,
-    status_reason: Option<String>,
-    accepted_until: Option<DateTime<Utc>>,
-    first_seen_at: DateTime<Utc>,
-    last_seen_at: DateTime<Utc>,
-    resolved_at: Option<DateTime<Utc>>,
-    sla_due_at: Option<DateTime<Utc>>,
-    last_scan_id: Option<Uuid>,
-}
 
 /// One entry of a finding's history.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -193,7 +73,7 @@ pub async fn page(
     tenant_id: TenantId,
     after: Option<FindingId>,
     limit: u32,
-) -> Result<Vec<FindingRecord>, sqlx::Error> {
+) -> Result<FindingRows, sqlx::Error> {
     let statement = page_statement();
     let page_size = i32::try_from(limit).unwrap_or(i32::MAX);
     retry_read(|| async {
@@ -204,7 +84,7 @@ pub async fn page(
             .bind(page_size)
             .fetch_all(&mut *connection)
             .await?;
-        FindingRecord::from_rows(&rows)
+        FindingRows::checked(rows)
     })
     .await
 }
@@ -237,7 +117,7 @@ pub async fn list(
     filter: &FindingFilter,
     after: Option<FindingId>,
     limit: u32,
-) -> Result<Vec<FindingRecord>, sqlx::Error> {
+) -> Result<FindingRows, sqlx::Error> {
     let tenant_id = tx.tenant_id().as_uuid();
     let mut query = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
         "SELECT {FINDING_COLUMNS} FROM findings WHERE tenant_id = "
@@ -299,7 +179,7 @@ pub async fn list(
     }
     query.push(format_args!(" ORDER BY id DESC LIMIT {limit}"));
     let rows = query.build().fetch_all(tx.conn()).await?;
-    FindingRecord::from_rows(&rows)
+    FindingRows::checked(rows)
 }
 
 /// The SQL condition for a live finding that fails a control, with the

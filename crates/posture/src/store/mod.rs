@@ -17,6 +17,7 @@ mod beginning;
 mod connect;
 pub mod deliveries;
 pub mod finding_queries;
+mod finding_rows;
 pub mod findings;
 pub mod frameworks;
 pub mod idempotency;

@@ -207,10 +207,14 @@ async fn the_unfiltered_findings_page_is_one_statement_that_leaves_nothing_bound
     for _ in 0..7 {
         let page = finding_queries::page(&store, tenant.id, after, 16)
             .await
+            .unwrap()
+            .into_records()
             .unwrap();
         let expected = posture::tenant_read!(store, tenant.id, |tx| {
             finding_queries::list(&mut tx, &FindingFilter::default(), after, 16).await?
         })
+        .unwrap()
+        .into_records()
         .unwrap();
         let ids = |records: &[finding_queries::FindingRecord]| -> Vec<uuid::Uuid> {
             records.iter().map(|record| record.id).collect()
