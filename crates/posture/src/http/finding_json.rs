@@ -11,8 +11,7 @@
 //! its quotes and colon; the values are escaped as serde_json escapes them,
 //! read from a [`FindingRow`] that borrows its text from the row.
 
-use super::findings::is_sla_breached;
-use super::pagination::Cursor;
+use super::findings::{cursor_after, is_sla_breached};
 use super::timestamp;
 use crate::store::finding_queries::FindingRow;
 use chrono::{DateTime, Utc};
@@ -35,9 +34,8 @@ pub fn write_page(findings: &[FindingRow<'_>], limit: usize, now: DateTime<Utc>)
     out.push(b']');
     if findings.len() > limit {
         if let Some(last) = shown.last() {
-            let id = FindingId::from_uuid(last.id).to_string();
             out.extend_from_slice(b",\"next_cursor\":");
-            string(&Cursor::encode(&[&id]), &mut out);
+            string(&cursor_after(last.id), &mut out);
         }
     }
     out.push(b'}');
@@ -68,21 +66,13 @@ pub fn write_finding(finding: &FindingRow<'_>, now: DateTime<Utc>, out: &mut Vec
     optional_string(finding.description, out);
     out.extend_from_slice(b",\"severity\":");
     string(finding.severity, out);
-    out.extend_from_slice(b",\"cwe_ids\":[");
-    for (index, cwe) in finding.cwe_ids.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
+    out.extend_from_slice(b",\"cwe_ids\":");
+    array(&finding.cwe_ids, out, |cwe, out| {
         out.extend_from_slice(itoa::Buffer::new().format(*cwe).as_bytes());
-    }
-    out.extend_from_slice(b"],\"vulnerability_ids\":[");
-    for (index, vulnerability) in finding.vulnerability_ids.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        string(vulnerability, out);
-    }
-    out.extend_from_slice(b"],\"location\":");
+    });
+    out.extend_from_slice(b",\"vulnerability_ids\":");
+    array(&finding.vulnerability_ids, out, |id, out| string(id, out));
+    out.extend_from_slice(b",\"location\":");
     match finding.location_uri {
         Some(uri) => {
             out.extend_from_slice(b"{\"uri\":");
@@ -139,6 +129,18 @@ pub fn write_finding(finding: &FindingRow<'_>, now: DateTime<Utc>, out: &mut Vec
         None => out.extend_from_slice(b"null"),
     }
     out.push(b'}');
+}
+
+/// A JSON array of `items`, each written by `write`.
+fn array<T>(items: &[T], out: &mut Vec<u8>, write: impl Fn(&T, &mut Vec<u8>)) {
+    out.push(b'[');
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write(item, out);
+    }
+    out.push(b']');
 }
 
 /// A JSON string: copied as it is when nothing in it needs escaping (the

@@ -335,7 +335,12 @@ pub(super) fn after_finding(page: &PageQuery) -> Result<Option<FindingId>, ApiEr
 
 /// The cursor of a page of findings that ends with `last`.
 pub(super) fn finding_cursor(last: &finding_queries::FindingRecord) -> String {
-    Cursor::encode(&[&FindingId::from_uuid(last.id).to_string()])
+    cursor_after(last.id)
+}
+
+/// The cursor of a page of findings that ends with the finding `id`.
+pub(super) fn cursor_after(id: uuid::Uuid) -> String {
+    Cursor::encode(&[&FindingId::from_uuid(id).to_string()])
 }
 
 /// A page of findings (for the OpenAPI document).

@@ -222,7 +222,7 @@ pub async fn failing_control(
     .bind(i64::from(limit))
     .fetch_all(tx.conn())
     .await?;
-    FindingRecord::from_rows(&rows)
+    FindingRows::checked(rows)?.into_records()
 }
 
 /// How many live findings fail a control.

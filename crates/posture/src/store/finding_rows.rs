@@ -185,16 +185,6 @@ fn check_columns(row: &PgRow) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-impl FindingRecord {
-    /// Decodes the rows of a statement that selected [`FINDING_COLUMNS`].
-    pub(super) fn from_rows(rows: &[PgRow]) -> Result<Vec<FindingRecord>, sqlx::Error> {
-        if let Some(first) = rows.first() {
-            check_columns(first)?;
-        }
-        rows.iter().map(FindingRecord::decode_checked_row).collect()
-    }
-}
-
 impl<'r> sqlx::FromRow<'r, PgRow> for FindingRecord {
     fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
         check_columns(row)?;
