@@ -172,7 +172,9 @@ impl Application {
         );
         tracing::info!(addr = %listener.local_addr()?, "serving");
 
-        let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            SocketAddr,
+        >(http::service(state.clone()));
         let mut server = tokio::spawn(
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())

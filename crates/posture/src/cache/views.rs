@@ -390,12 +390,15 @@ impl ViewCache {
         counters.l1_misses.fetch_add(1, Ordering::Relaxed);
         let cache = self.clone();
         let fill = slot.clone();
-        self.l1
-            .try_get_with(slot.l1.clone(), async move {
-                cache.l2_or_load(&fill, &load).await
-            })
-            .await
-            .map_err(|error: Arc<LoadError>| (*error).clone())
+        // Boxed: the miss path's future (moka's single flight around L2 and
+        // the load) is many times the hit path's, and unboxed it would size
+        // this future, and every future awaiting it up to the request's,
+        // for the miss — all of it copied each time one of them is moved.
+        Box::pin(self.l1.try_get_with(slot.l1.clone(), async move {
+            cache.l2_or_load(&fill, &load).await
+        }))
+        .await
+        .map_err(|error: Arc<LoadError>| (*error).clone())
     }
 
     /// Replaces the view `name` of `tenant` in L1 and L2 with `body` (a caller

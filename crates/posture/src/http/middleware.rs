@@ -1,11 +1,16 @@
-//! The request path's layers: the outer one ([`request_context`]: request id,
-//! tracing span, timeout, metrics, access log, and the single place where
-//! error responses become problem+json) and the tenant routes' one
-//! ([`tenant_path`]: authentication, rate limits, idempotency keys).
+//! The request path's layers: the request's context on every route
+//! ([`within_request_context`]: request id, tracing span, panic guard,
+//! timeout, metrics, access log, and the single place where error responses
+//! become problem+json), on the tenant routes with their own path inside it
+//! ([`tenant_path`]: authentication, rate limits, idempotency keys), in one
+//! layer each ([`request_context`], [`tenant_request`]).
 //!
 //! Few layers, on purpose: axum's `from_fn` layers clone the service they
 //! wrap on every call, and each layer's clone clones everything inside it, so
-//! the cost of stacked layers grows with the square of their number.
+//! the cost of stacked layers grows with the square of their number. For the
+//! same reason the request's context catches panics itself rather than
+//! through a panic-catching layer, and the body limit is set around the whole
+//! router ([`super::service`]).
 
 use super::error::{ApiError, Problem, PROBLEM_JSON};
 use crate::state::AppState;
@@ -14,6 +19,10 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -24,16 +33,52 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Outermost middleware. Assigns the request id (a caller's well-formed
-/// `x-request-id` is kept, so ids can be followed across services), opens the
-/// request span every log line of the request is written in, records metrics
-/// and the access log, bounds the time a request may take (past it the client
-/// gets 503), and renders error responses as problems.
+/// Outermost middleware of every route but the tenant routes (which have
+/// [`tenant_request`]): the request's context ([`within_request_context`])
+/// around the route.
 pub async fn request_context(
     State(state): State<AppState>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
+    within_request_context(&state, request, |request| next.run(request)).await
+}
+
+/// The tenant routes' one middleware: the request's context
+/// ([`within_request_context`]) around [`tenant_path`]. One layer where two
+/// nested ones would each box and clone, on every request, the services
+/// they wrap (a tenant route is the most frequent request there is).
+pub async fn tenant_request(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let context_state = state.clone();
+    // Boxed: the tenant path's future is large (authentication, limits and
+    // the handler's futures are in it), and unboxed it made every future
+    // wrapped around it as large, each moved by copying all of it.
+    within_request_context(&context_state, request, |request| {
+        Box::pin(tenant_path(state, request, next))
+    })
+    .await
+}
+
+/// Runs `handle` in the request's context: assigns the request id (a
+/// caller's well-formed `x-request-id` is kept, so ids can be followed across
+/// services), opens the request span every log line of the request is
+/// written in, records metrics and the access log, bounds the time a request
+/// may take (past it the client gets 503), turns a panic in `handle` into a
+/// 500 (logged in the request's span, with the panic's message) and renders
+/// error responses as problems.
+async fn within_request_context<F, Fut>(
+    state: &AppState,
+    mut request: Request,
+    handle: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let request_id = request
         .headers()
@@ -64,11 +109,17 @@ pub async fn request_context(
         route = %route,
         tenant_id = tracing::field::Empty,
     );
-    // The timeout is inside, so a request that runs out of time is logged,
-    // counted and rendered like any other.
+    // The timeout and the panic guard are inside, so a request that runs out
+    // of time or panics is logged, counted and rendered like any other. The
+    // guard covers `handle` itself too (it is called on the first poll) and
+    // the inner services' `call`, which `Next::run` makes on its first poll.
+    // Unwind safety: a panicking request's state is dropped with it, and
+    // what it shares (pools, caches) is built to be used after a panic
+    // elsewhere (poisoned locks are recovered where they are taken).
+    let handled = unless_panicking(async move { handle(request).await });
     let response = match tokio::time::timeout(
         state.config.request_timeout(),
-        next.run(request).instrument(span.clone()),
+        handled.instrument(span.clone()),
     )
     .await
     {
@@ -96,16 +147,12 @@ pub async fn request_context(
     response
 }
 
-/// The tenant routes' request path after the outer layers: authenticate
-/// (the tenant comes only from the verified key) → rate limits (before any
-/// database work) → idempotency keys → handler. Every answer from here on,
-/// errors included, carries the tenant's rate-limit headers once the limits
-/// were checked.
-pub async fn tenant_path(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// The tenant routes' request path within the request's context:
+/// authenticate (the tenant comes only from the verified key) → rate limits
+/// (before any database work) → idempotency keys → handler. Every answer
+/// from here on, errors included, carries the tenant's rate-limit headers
+/// once the limits were checked.
+async fn tenant_path(state: AppState, mut request: Request, next: Next) -> Response {
     let context = match crate::auth::authenticate(&state, &mut request).await {
         Ok(context) => context,
         Err(error) => return error.into_response(),
@@ -122,6 +169,29 @@ pub async fn tenant_path(
         decision.write_headers(response.headers_mut());
     }
     response
+}
+
+/// `handling`'s response, or if it panics a 500 (an internal error: its
+/// message goes to the log, written in the span `handling` is polled in, and
+/// not to the client).
+async fn unless_panicking(handling: impl Future<Output = Response>) -> Response {
+    match AssertUnwindSafe(handling).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => ApiError::Internal(anyhow::anyhow!(
+            "the request's handling panicked: {}",
+            panic_message(panic.as_ref())
+        ))
+        .into_response(),
+    }
+}
+
+/// The text given to `panic!`: a panic's payload is a `&str` or a `String`.
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 /// The method as a metrics label: HTTP allows any token as a method, so unknown
@@ -170,4 +240,41 @@ fn render_problem(response: Response, request_id: &str, path: &str) -> Response 
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.extensions.remove::<Problem>();
     Response::from_parts(parts, Body::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[tokio::test]
+    async fn a_panicking_request_is_an_opaque_500() {
+        let response = unless_panicking(async {
+            if StatusCode::OK.is_success() {
+                panic!("the detail {}", "of a bug");
+            }
+            StatusCode::OK.into_response()
+        })
+        .await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let problem = response
+            .extensions()
+            .get::<Problem>()
+            .expect("the 500 carries its problem");
+        let shown = serde_json::to_string(problem).unwrap();
+        assert!(!shown.contains("of a bug"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_does_not_panic_keeps_its_response() {
+        let response = unless_panicking(async { StatusCode::ACCEPTED.into_response() }).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+
+    #[test]
+    fn a_panics_message_is_read_from_either_payload() {
+        assert_eq!(panic_message(&"static text"), "static text");
+        assert_eq!(panic_message(&String::from("formatted")), "formatted");
+        assert_eq!(panic_message(&42_u8), "a panic without a message");
+    }
 }

@@ -30,7 +30,6 @@ use axum::http::{header, HeaderValue};
 use axum::routing::get;
 use axum::Router;
 use error::ApiError;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -39,10 +38,34 @@ use utoipa_swagger_ui::SwaggerUi;
 /// document and the API browser's assets).
 const PUBLIC_CACHE_CONTROL: &str = "public, max-age=3600";
 
+/// The HTTP service the server runs: [`router`] within the body limit.
+///
+/// The limit is set around the router, not with `Router::layer`, which
+/// wraps every route once more: one more boxed service that each request
+/// clones, and one more boxed future (with the panic guard, which
+/// [`middleware::request_context`] now is itself, 9 % more `GET
+/// /health/live` answers a second and 4–5 % more cached reads). All it does
+/// is mark the request with the limit that the body extractors apply, which
+/// needs nothing the router knows.
+pub fn service(
+    state: AppState,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone
+       + Send
+       + 'static {
+    let body_limit = DefaultBodyLimit::max(state.config.max_body_bytes);
+    tower::Layer::layer(&body_limit, router(state))
+}
+
 /// Builds the router with every route and the request path's layers:
-/// request context (id, span, timeout, metrics, problem rendering) → panic
-/// guard → body limit → [authentication → rate limits → idempotency keys, on
-/// `/v1` tenant routes, in one layer] → handler.
+/// request context (id, span, panic guard, timeout, metrics, problem
+/// rendering) → [authentication → rate limits → idempotency keys, on `/v1`
+/// tenant routes, in the same layer] → handler. The body limit is
+/// [`service`]'s.
 pub fn router(state: AppState) -> Router {
     let tenant_routes = Router::new()
         .route("/v1/org", get(org::get_org))
@@ -118,15 +141,15 @@ pub fn router(state: AppState) -> Router {
             get(findings::get).patch(findings::triage),
         )
         // route_layer: only matched routes authenticate, so an unknown path is a
-        // 404 rather than a 401. One layer for authentication, rate limits and
-        // idempotency keys (see `middleware`).
+        // 404 rather than a 401. One layer for the request's context,
+        // authentication, rate limits and idempotency keys (see `middleware`);
+        // it is merged below, after the layer of the other routes.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::tenant_path,
+            middleware::tenant_request,
         ));
 
     Router::new()
-        .merge(tenant_routes)
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
@@ -159,11 +182,12 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .fallback(|| async { ApiError::NotFound })
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::request_context,
         ))
+        // After the layer above, which would otherwise wrap these routes a
+        // second time: they have the request's context in their own layer.
+        .merge(tenant_routes)
         .with_state(state)
 }
