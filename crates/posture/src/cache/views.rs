@@ -197,14 +197,14 @@ pub struct ViewCache {
     /// Keys being refreshed early, so one hot key gets one refresh.
     refreshing: moka::sync::Cache<String, (), KeyHasher>,
     /// Tenants whose versions are being read in the background.
-    reading_versions: Mutex<HashSet<TenantId>>,
+    reading_versions: Mutex<HashSet<TenantId, KeyHasher>>,
     /// Tenant → how many times this process invalidated its views. Part of
     /// every L1 key, so a load that started before an invalidation fills a
     /// key nobody asks for any more, even while Redis is down and the version
     /// stays the same; and a version read that overlapped an invalidation is
     /// not trusted. One counter per tenant that ever changed (bounded by the
     /// number of tenants).
-    local_bumps: Mutex<HashMap<TenantId, u64>>,
+    local_bumps: Mutex<HashMap<TenantId, u64, KeyHasher>>,
     /// Counters per [`Generation`], in [`Generation::ALL`] order.
     metrics: [ViewCacheMetrics; 2],
 }

@@ -262,7 +262,9 @@ fn lease_size(rate: u64, hold_ms: i64, most: u64) -> (u64, i64) {
 pub struct Leases {
     /// How long a lease lasts; zero turns leases off (one slot per call).
     hold: Duration,
-    tenants: Mutex<HashMap<TenantId, TenantSlots>>,
+    /// Looked up on every request of a limited tenant: hashed with foldhash,
+    /// not SipHash (tenant ids come from verified keys, not from a client).
+    tenants: Mutex<HashMap<TenantId, TenantSlots, foldhash::fast::RandomState>>,
 }
 
 impl Leases {

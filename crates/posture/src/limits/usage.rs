@@ -61,8 +61,11 @@ pub struct DayAndMonth {
 /// Counts not yet flushed, and floors.
 #[derive(Default)]
 pub struct UsageBook {
-    pending: Mutex<HashMap<(TenantId, Period), u64>>,
-    floors: RwLock<HashMap<TenantId, Floor>>,
+    // Both are read or written on every request of a limited tenant:
+    // hashed with foldhash, not SipHash (their keys are tenant ids, which
+    // come from verified keys, not from what a client chooses).
+    pending: Mutex<HashMap<(TenantId, Period), u64, foldhash::fast::RandomState>>,
+    floors: RwLock<HashMap<TenantId, Floor, foldhash::fast::RandomState>>,
 }
 
 impl UsageBook {
