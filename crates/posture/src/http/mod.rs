@@ -42,11 +42,11 @@ const PUBLIC_CACHE_CONTROL: &str = "public, max-age=3600";
 ///
 /// The limit is set around the router, not with `Router::layer`, which
 /// wraps every route once more: one more boxed service that each request
-/// clones, and one more boxed future (with the panic guard, which
-/// [`middleware::request_context`] now is itself, 9 % more `GET
-/// /health/live` answers a second and 4–5 % more cached reads). All it does
-/// is mark the request with the limit that the body extractors apply, which
-/// needs nothing the router knows.
+/// clones, and one more boxed future. All it does is mark the request with
+/// the limit that the body extractors apply, which needs nothing the router
+/// knows. (This layer and tower-http's panic guard, which the request
+/// context replaced, cost 9 % of `GET /health/live`'s answers a second and
+/// 4–5 % of the cached read's: docs/profiling.md item 23.)
 pub fn service(
     state: AppState,
 ) -> impl tower::Service<
